@@ -1,0 +1,185 @@
+//! Time as socbridge stores it: UTC, microsecond precision, an `i64` count since the Unix
+//! epoch. Vendor formats are parsed at the edge into this type and never compared as strings.
+
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+/// A UTC instant with microsecond precision (the fixed precision of every stored time).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(i64);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TimestampError {
+    #[error("`{0}` is not a date-time (expected RFC 3339, e.g. 2024-05-01T10:00:00Z)")]
+    Unparseable(String),
+    #[error("`{0}` is out of the supported time range")]
+    OutOfRange(String),
+}
+
+impl Timestamp {
+    pub const fn from_micros(micros: i64) -> Self {
+        Timestamp(micros)
+    }
+
+    pub const fn as_micros(self) -> i64 {
+        self.0
+    }
+
+    pub fn from_unix_seconds(secs: i64, nanos: u32) -> Option<Self> {
+        secs.checked_mul(1_000_000)
+            .and_then(|m| m.checked_add(i64::from(nanos / 1_000)))
+            .map(Timestamp)
+    }
+
+    pub fn from_unix_millis(millis: i64) -> Option<Self> {
+        millis.checked_mul(1_000).map(Timestamp)
+    }
+
+    pub fn now() -> Self {
+        Self::from_datetime(Utc::now())
+    }
+
+    pub fn from_datetime(dt: DateTime<Utc>) -> Self {
+        Timestamp(dt.timestamp_micros())
+    }
+
+    pub fn to_datetime(self) -> DateTime<Utc> {
+        // Every i64 micros value inside chrono's range round-trips; values outside cannot be
+        // constructed through the parsing functions of this module.
+        Utc.timestamp_micros(self.0)
+            .single()
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
+    pub fn unix_seconds(self) -> i64 {
+        self.0.div_euclid(1_000_000)
+    }
+
+    /// Parses RFC 3339 with any offset (`Z`, `+00:00`, `-05:00`) and any number of fractional
+    /// digits; fractions finer than a microsecond are truncated.
+    pub fn parse_rfc3339(s: &str) -> Result<Self, TimestampError> {
+        let trimmed = s.trim();
+        DateTime::parse_from_rfc3339(trimmed)
+            .map(|dt| Self::from_datetime(dt.with_timezone(&Utc)))
+            .map_err(|_| TimestampError::Unparseable(s.to_string()))
+    }
+
+    /// Parses a date-time that may lack an offset (then it is UTC), may lack seconds, and may
+    /// carry up to nine fractional digits: the formats vendors actually send.
+    pub fn parse_lenient_utc(s: &str) -> Result<Self, TimestampError> {
+        let trimmed = s.trim();
+        if let Ok(ts) = Self::parse_rfc3339(trimmed) {
+            return Ok(ts);
+        }
+        let no_z = trimmed.strip_suffix('Z').unwrap_or(trimmed);
+        for fmt in [
+            "%Y-%m-%dT%H:%M:%S%.f",
+            "%Y-%m-%d %H:%M:%S%.f",
+            "%Y-%m-%dT%H:%M",
+            "%Y-%m-%d %H:%M",
+        ] {
+            if let Ok(naive) = NaiveDateTime::parse_from_str(no_z, fmt) {
+                return Ok(Self::from_datetime(naive.and_utc()));
+            }
+        }
+        // "2017-12-20T10:04Z" and similar with an explicit offset but no seconds.
+        if let Some((head, offset)) = split_offset(trimmed) {
+            if let Ok(naive) = NaiveDateTime::parse_from_str(head, "%Y-%m-%dT%H:%M") {
+                let padded = format!("{}:00{}", naive.format("%Y-%m-%dT%H:%M"), offset);
+                return Self::parse_rfc3339(&padded);
+            }
+        }
+        Err(TimestampError::Unparseable(s.to_string()))
+    }
+
+    /// RFC 3339 in UTC with microseconds, e.g. `2024-05-01T10:00:00.123456Z`.
+    pub fn to_rfc3339(self) -> String {
+        self.to_datetime()
+            .to_rfc3339_opts(SecondsFormat::Micros, true)
+    }
+
+    /// RFC 3339 in UTC truncated to whole seconds, e.g. `2024-05-01T10:00:00+00:00`: the form
+    /// vendor query parameters accept.
+    pub fn to_rfc3339_seconds(self) -> String {
+        self.to_datetime()
+            .to_rfc3339_opts(SecondsFormat::Secs, false)
+    }
+
+    pub fn saturating_sub_micros(self, micros: i64) -> Self {
+        Timestamp(self.0.saturating_sub(micros))
+    }
+
+    pub fn saturating_add_micros(self, micros: i64) -> Self {
+        Timestamp(self.0.saturating_add(micros))
+    }
+
+    pub fn checked_sub(self, d: std::time::Duration) -> Option<Self> {
+        i64::try_from(d.as_micros())
+            .ok()
+            .and_then(|m| self.0.checked_sub(m))
+            .map(Timestamp)
+    }
+}
+
+fn split_offset(s: &str) -> Option<(&str, &str)> {
+    if let Some(head) = s.strip_suffix('Z') {
+        return Some((head, "Z"));
+    }
+    let idx = s.rfind(['+', '-'])?;
+    // The offset follows the time part, after the 'T'.
+    if idx > s.find('T')? {
+        Some((&s[..idx], &s[idx..]))
+    } else {
+        None
+    }
+}
+
+impl fmt::Debug for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_rfc3339())
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_rfc3339())
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Timestamp::parse_rfc3339(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_vendor_formats_as_utc() {
+        let a = Timestamp::parse_lenient_utc("2017-12-20T10:04:35.4355923+00:00").unwrap();
+        let b = Timestamp::parse_lenient_utc("2017-12-20T10:04:35.435592").unwrap();
+        assert_eq!(a, b, "seven fractional digits truncate to micros");
+        let c = Timestamp::parse_lenient_utc("2017-12-20T10:04Z").unwrap();
+        assert_eq!(c.to_rfc3339(), "2017-12-20T10:04:00.000000Z");
+        let d = Timestamp::parse_lenient_utc("2021-01-14T10:33:46+01:00").unwrap();
+        assert_eq!(d.to_rfc3339(), "2021-01-14T09:33:46.000000Z");
+        assert!(Timestamp::parse_lenient_utc("yesterday").is_err());
+    }
+
+    #[test]
+    fn unix_seconds_and_nanos_round_to_micros() {
+        let t = Timestamp::from_unix_seconds(1_610_620_426, 742_000_999).unwrap();
+        assert_eq!(t.as_micros(), 1_610_620_426_742_000);
+        assert_eq!(t.to_rfc3339_seconds(), "2021-01-14T10:33:46+00:00");
+    }
+}
