@@ -1,0 +1,123 @@
+//! The files other tools read to reach the emulators: the endpoints JSON and a ready
+//! socbridge config with its env file. API keys go only into files created with mode 0600.
+
+use crate::Endpoints;
+use std::io::Write as _;
+use std::path::Path;
+
+/// Writes `text` to `path`, readable by the owner only (on Unix), even if the file existed
+/// with wider permissions.
+pub(crate) fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        opts.mode(0o600);
+        let mut f = opts.open(path)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let mut f = opts.open(path)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()
+    }
+}
+
+/// A TOML basic string.
+fn toml_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The environment variable holding a tenant's Secure Endpoint API key:
+/// `ACME_SECURE_ENDPOINT_API_KEY` for `acme`, `UMBRELLA_CORP_...` for `umbrella-corp`.
+pub(crate) fn api_key_env(tenant: &str) -> String {
+    format!(
+        "{}_SECURE_ENDPOINT_API_KEY",
+        tenant.to_uppercase().replace('-', "_")
+    )
+}
+
+/// The name of the env file written beside the config.
+const ENV_FILE: &str = "socbridge.env";
+
+/// The config text (no secrets) and the env file text (the secrets).
+pub(crate) fn render_config(ep: &Endpoints) -> (String, String) {
+    let mut toml = String::from(
+        "# Written by `socbridge sim --write-config`: points socbridge at the emulators.\n",
+    );
+    toml.push_str(&format!("env_file = {}\n", toml_str(ENV_FILE)));
+    let mut env = String::from(
+        "# Written by `socbridge sim --write-config`: API keys of the emulated tenants.\n",
+    );
+    for t in &ep.tenants {
+        toml.push_str(&format!("\n[[tenants]]\nname = {}\n", toml_str(&t.name)));
+        if let Some(se) = &t.secure_endpoint {
+            let var = api_key_env(&t.name);
+            toml.push_str(&format!(
+                "\n[[tenants.sources]]\nname = \"secure-endpoint\"\nkind = \"secure_endpoint\"\nbase_url = {}\nclient_id = {}\napi_key_env = {}\n",
+                toml_str(&ep.secure_endpoint),
+                toml_str(&se.client_id),
+                toml_str(&var),
+            ));
+            env.push_str(&format!("{var}={}\n", se.api_key));
+        }
+    }
+    (toml, env)
+}
+
+/// Writes the config at `path` and `socbridge.env` (mode 0600) in the same directory; the
+/// env file first, so a config never names variables that are nowhere to be found.
+pub(crate) fn write_config(ep: &Endpoints, path: &Path) -> std::io::Result<()> {
+    let (toml, env) = render_config(ep);
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    write_private(&dir.join(ENV_FILE), &env)?;
+    std::fs::write(path, toml)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{SecureEndpointCreds, TenantEndpoints};
+
+    #[test]
+    fn config_names_the_env_var_and_keeps_the_key_out() {
+        let ep = Endpoints {
+            secure_endpoint: "http://127.0.0.1:9".into(),
+            control: "http://127.0.0.1:9/_sim".into(),
+            tenants: vec![TenantEndpoints {
+                name: "umbrella-corp".into(),
+                secure_endpoint: Some(SecureEndpointCreds {
+                    client_id: "cid".into(),
+                    api_key: "k3y".into(),
+                }),
+            }],
+        };
+        let (toml, env) = render_config(&ep);
+        assert!(
+            toml.contains("api_key_env = \"UMBRELLA_CORP_SECURE_ENDPOINT_API_KEY\""),
+            "{toml}"
+        );
+        assert!(toml.contains("client_id = \"cid\""));
+        assert!(toml.contains("env_file = \"socbridge.env\""));
+        assert!(!toml.contains("k3y"));
+        assert!(env.contains("UMBRELLA_CORP_SECURE_ENDPOINT_API_KEY=k3y\n"));
+    }
+}

@@ -1,0 +1,439 @@
+//! Wire-faithful vendor emulators for tests, demos and benchmarks: today Cisco Secure
+//! Endpoint API v1 (events, event types, computers, groups, isolation).
+//!
+//! Why it exists: no machine here reaches a real vendor, and socbridge's promises (nothing
+//! lost, nothing twice) can only be proven against a service that behaves like the real one,
+//! including when it misbehaves. So the emulator is:
+//! - **wire-faithful**: paths, parameters, Basic auth, envelopes, field names, time formats,
+//!   paging links, status codes and both spellings of the rate-limit headers, as in
+//!   `VENDOR-APIS.md` and the recorded payloads; strict where the vendor is strict;
+//! - **deterministic**: one seed fixes every tenant's credentials, hosts, event ids, types and
+//!   hashes; only absolute times follow the start time;
+//! - **hostile on request**: injected 429/500/503, slow answers, dropped connections,
+//!   truncated bodies and pages that repeat an event, at configurable rates;
+//! - **an independent witness**: it depends on none of socbridge's crates and counts what it
+//!   really delivered ([`TenantCounters::served_distinct`] and kin), so a bug shared by a
+//!   client and the emulator cannot hide.
+//!
+//! The control API lives under `/_sim/` on the same port: see [`Endpoints::control`].
+
+mod catalog;
+mod control;
+mod files;
+mod secure_endpoint;
+mod state;
+mod wire;
+mod world;
+
+pub use catalog::HIGH_PRIORITY_EVENT_TYPES;
+
+use serde::{Deserialize, Serialize};
+use state::{Shared, State};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How to start the emulators.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Where to listen. Port 0 picks any free port; with a fixed port P, Secure Endpoint
+    /// listens on P (emulators added later take P+1, P+2...). The control API shares P.
+    pub listen: SocketAddr,
+    /// Number of tenants (at least 1): `acme`, `globex`, ... then `tenant-11`...
+    pub tenants: usize,
+    /// Fixes all generated data.
+    pub seed: u64,
+    /// New events per tenant per minute, arriving over time; 0 keeps the data set fixed.
+    pub rate_per_minute: f64,
+    /// Events each tenant holds at start.
+    pub initial_events_per_tenant: usize,
+    /// Initial events are spread over `[start - spread, start]`. The default (8 minutes) sits
+    /// inside socbridge's default 10-minute first look-back, so a first poll sees them all.
+    pub initial_spread: Duration,
+    /// Fault rates at start (all 0 by default).
+    pub faults: Faults,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            tenants: 3,
+            seed: 1,
+            rate_per_minute: 0.0,
+            initial_events_per_tenant: 60,
+            initial_spread: Duration::from_secs(8 * 60),
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// Why the emulators could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The configuration cannot work (names the setting).
+    #[error("invalid emulator configuration: {0}")]
+    Config(String),
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where the emulators are and how each tenant logs in: the JSON of the endpoints file, a
+/// contract other tools rely on.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Endpoints {
+    /// Base URL of Secure Endpoint, e.g. `http://127.0.0.1:P` (routes under `/v1`).
+    pub secure_endpoint: String,
+    /// Base URL of the control API, e.g. `http://127.0.0.1:P/_sim`.
+    pub control: String,
+    pub tenants: Vec<TenantEndpoints>,
+}
+
+/// One tenant's credentials per vendor; a vendor the tenant lacks is absent from the JSON.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TenantEndpoints {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure_endpoint: Option<SecureEndpointCreds>,
+}
+
+/// A Secure Endpoint API client: HTTP Basic user and password.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SecureEndpointCreds {
+    pub client_id: String,
+    pub api_key: String,
+}
+
+/// Fault rates: each is the probability (0..=1) that one `/v1` request meets that fault,
+/// drawn per request from a generator seeded by [`SimConfig::seed`].
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default)]
+pub struct Faults {
+    /// 429 with the errors envelope, `X-RateLimit-Reset: 1`, no `Retry-After`.
+    pub rate_429: f64,
+    /// 500 with the errors envelope.
+    pub rate_500: f64,
+    /// 503 with the errors envelope.
+    pub rate_503: f64,
+    /// Sleep `slow_ms`, then answer normally.
+    pub rate_slow: f64,
+    pub slow_ms: u64,
+    /// A 200 whose body breaks off: the connection is aborted mid-body.
+    pub rate_drop: f64,
+    /// A 200 whose JSON body is cut roughly in half (Content-Length matches the cut body).
+    pub rate_truncate: f64,
+    /// `/v1/events` pages with offset > 0 also repeat the last event of the previous page.
+    pub rate_duplicate: f64,
+}
+
+/// Body of `POST /_sim/secure_endpoint/events` and argument of [`SimHandle::add_events`].
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct AddEvents {
+    pub tenant: String,
+    pub count: usize,
+    /// Records with the usual members but `"id":"not-a-number"`, `"date":"not-a-date"` and no
+    /// `timestamp`, with a high-priority `event_type_id` so that a default filter serves them.
+    #[serde(default)]
+    pub malformed: bool,
+    /// All events of the call share one timestamp second (pairs even the nanosecond).
+    #[serde(default)]
+    pub same_second: bool,
+    /// The type of every event; random (about 80% high-priority) when absent.
+    #[serde(default)]
+    pub event_type_id: Option<u64>,
+}
+
+/// Counters of all emulators (`GET /_sim/counters`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub secure_endpoint: SecureEndpointCounters,
+}
+
+/// Counters of the Secure Endpoint emulator.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct SecureEndpointCounters {
+    pub requests: RequestCounters,
+    pub faults: FaultCounters,
+    /// Per tenant name.
+    pub tenants: BTreeMap<String, TenantCounters>,
+}
+
+/// `/v1` answers: total and per status code (every status the emulator can answer is listed,
+/// at 0 until seen, so the map has a stable shape). Control requests are not counted.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestCounters {
+    pub total: u64,
+    pub by_status: BTreeMap<String, u64>,
+}
+
+/// Faults actually applied (a drawn fault that did not apply, e.g. a duplicate on the first
+/// page, is not counted).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct FaultCounters {
+    #[serde(rename = "429")]
+    pub status_429: u64,
+    #[serde(rename = "500")]
+    pub status_500: u64,
+    #[serde(rename = "503")]
+    pub status_503: u64,
+    pub slow: u64,
+    pub drop: u64,
+    pub truncate: u64,
+    pub duplicate: u64,
+}
+
+/// One tenant's data set and what was delivered from it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct TenantCounters {
+    /// Well-formed events in the data set (malformed records are in `malformed_total`).
+    pub events_total: u64,
+    /// Well-formed events of a [`HIGH_PRIORITY_EVENT_TYPES`] type.
+    pub events_high_priority: u64,
+    /// Malformed records in the data set.
+    pub malformed_total: u64,
+    /// Distinct well-formed events that appeared in a `/v1/events` answer delivered whole
+    /// (a dropped or truncated answer does not count).
+    pub served_distinct: u64,
+    /// The high-priority part of `served_distinct`.
+    pub served_distinct_high_priority: u64,
+    /// Distinct malformed records delivered in a whole answer.
+    pub malformed_served_distinct: u64,
+    /// Accepted isolation starts (PUT answered 200).
+    pub isolation_start: u64,
+    /// Accepted isolation stops (DELETE answered 200).
+    pub isolation_stop: u64,
+    /// Accepted group moves (PATCH answered 202), including a move to the current group: a
+    /// repeated move is visible to tests of "applied at most once".
+    pub group_moves: u64,
+}
+
+/// Why events could not be added.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AddError {
+    #[error("unknown tenant")]
+    UnknownTenant,
+    #[error("unknown event_type_id {0}: see GET /v1/event_types")]
+    UnknownType(u64),
+    #[error("count must be at most {0}")]
+    TooMany(usize),
+}
+
+/// Largest `count` one call may add: a bound on memory against a typo.
+const MAX_ADD: usize = 1_000_000;
+
+/// Adds events to a tenant (shared by the handle and the control API).
+pub(crate) fn add_events(shared: &Shared, req: &AddEvents) -> Result<Vec<u64>, AddError> {
+    if req.count > MAX_ADD {
+        return Err(AddError::TooMany(MAX_ADD));
+    }
+    let kind = match req.event_type_id {
+        None => None,
+        Some(id) => Some(catalog::event_type(id).ok_or(AddError::UnknownType(id))?),
+    };
+    let mut st = shared.lock();
+    let &i = st.by_name.get(&req.tenant).ok_or(AddError::UnknownTenant)?;
+    Ok(st.tenants[i].add(req, kind, &shared.base_url))
+}
+
+/// A running emulator. Dropping it stops the emulator too; [`SimHandle::shutdown`] also waits
+/// until every task has finished.
+pub struct SimHandle {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// How long shutdown waits for open connections to finish before cutting them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+impl SimHandle {
+    /// URLs and credentials.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.shared.endpoints
+    }
+
+    /// A snapshot of the counters (the data of `GET /_sim/counters`).
+    pub fn counters(&self) -> Counters {
+        self.shared.lock().counters()
+    }
+
+    /// Replaces the fault rates; rates outside 0..=1 are clamped (NaN is 0).
+    pub fn set_faults(&self, f: Faults) {
+        self.shared.lock().faults = state::sanitise(f);
+    }
+
+    /// Adds events stamped now, like `POST /_sim/secure_endpoint/events`; returns the ids of
+    /// the well-formed ones (malformed records have no id). An unknown tenant or event type
+    /// adds nothing and returns no id (logged as a warning).
+    pub fn add_events(&self, req: AddEvents) -> Vec<u64> {
+        match add_events(&self.shared, &req) {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(tenant = %req.tenant, "sim: no events added: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Writes the endpoints file: `serde_json::to_string_pretty(&Endpoints)`. It holds API
+    /// keys, so it is created with mode 0600.
+    pub fn write_endpoints_file(&self, path: &Path) -> std::io::Result<()> {
+        let mut text =
+            serde_json::to_string_pretty(&self.shared.endpoints).map_err(std::io::Error::other)?;
+        text.push('\n');
+        files::write_private(path, &text)
+    }
+
+    /// Writes a socbridge config pointing at the emulators at `path`, and `socbridge.env` (the
+    /// API keys, mode 0600) beside it. Keys appear only in the env file.
+    pub fn write_config(&self, path: &Path) -> std::io::Result<()> {
+        files::write_config(&self.shared.endpoints, path)
+    }
+
+    /// Stops accepting, lets open answers finish (up to a grace period), stops the event
+    /// generator, and returns once no task of the emulator is left running.
+    pub async fn shutdown(mut self) {
+        self.shared.shutdown.cancel();
+        for mut task in std::mem::take(&mut self.tasks) {
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+                let _ = task.await;
+            }
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.shared.shutdown.cancel();
+    }
+}
+
+/// Binds, builds every tenant, spawns the server (and the arrival generator when
+/// `rate_per_minute > 0`), and returns once the socket is listening.
+pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
+    if cfg.tenants == 0 {
+        return Err(SimError::Config("tenants must be at least 1".into()));
+    }
+    if !(cfg.rate_per_minute.is_finite() && cfg.rate_per_minute >= 0.0) {
+        return Err(SimError::Config(format!(
+            "rate_per_minute must be a number >= 0, got {}",
+            cfg.rate_per_minute
+        )));
+    }
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| SimError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| SimError::Bind {
+        addr: cfg.listen,
+        source,
+    })?;
+    // A wildcard address is not somewhere a client can connect to: name loopback instead.
+    let ip = match local.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let base_url = format!("http://{}", SocketAddr::new(ip, local.port()));
+
+    let start = SystemTime::now();
+    let state = State::new(&cfg, start, &base_url);
+    let endpoints = Endpoints {
+        secure_endpoint: base_url.clone(),
+        control: format!("{base_url}/_sim"),
+        tenants: state
+            .tenants
+            .iter()
+            .map(|t| TenantEndpoints {
+                name: t.world.name.clone(),
+                secure_endpoint: Some(SecureEndpointCreds {
+                    client_id: t.world.client_id.clone(),
+                    api_key: t.world.api_key.clone(),
+                }),
+            })
+            .collect(),
+    };
+    let shared = Arc::new(Shared {
+        base_url,
+        start,
+        endpoints,
+        state: Mutex::new(state),
+        shutdown: CancellationToken::new(),
+    });
+
+    let app = axum::Router::new()
+        .nest("/_sim", control::router(shared.clone()))
+        .fallback_service(secure_endpoint::router(shared.clone()));
+    let stop = shared.shutdown.clone();
+    let server = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+        {
+            tracing::error!("sim: server stopped: {e}");
+        }
+    });
+    let mut tasks = vec![server];
+    if cfg.rate_per_minute > 0.0 {
+        tasks.push(tokio::spawn(arrivals(shared.clone(), cfg.rate_per_minute)));
+    }
+    tracing::info!(url = %shared.base_url, tenants = cfg.tenants, seed = cfg.seed, "sim: Secure Endpoint emulator listening");
+    Ok(SimHandle { shared, tasks })
+}
+
+/// Adds `rate_per_minute` events per tenant per minute, stamped now, until shutdown. Ticks at
+/// most once a second (more often for high rates, down to 20 ms) and carries fractions over,
+/// so the long-run rate is exact; tenants are staggered so they do not all tick together.
+async fn arrivals(shared: Arc<Shared>, rate_per_minute: f64) {
+    let per_sec = rate_per_minute / 60.0;
+    let tick = Duration::from_secs_f64((1.0 / per_sec).clamp(0.02, 1.0));
+    {
+        let mut st = shared.lock();
+        let n = st.tenants.len() as f64;
+        for (i, t) in st.tenants.iter_mut().enumerate() {
+            t.owed = i as f64 / n;
+        }
+    }
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = Instant::now();
+    loop {
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            _ = interval.tick() => {}
+        }
+        let now = Instant::now();
+        let due = per_sec * now.duration_since(last).as_secs_f64();
+        last = now;
+        let mut st = shared.lock();
+        for t in st.tenants.iter_mut() {
+            t.owed += due;
+            let n = t.owed.floor();
+            t.owed -= n;
+            if n >= 1.0 {
+                let req = AddEvents {
+                    tenant: t.world.name.clone(),
+                    count: n as usize,
+                    malformed: false,
+                    same_second: false,
+                    event_type_id: None,
+                };
+                t.add(&req, None, &shared.base_url);
+            }
+        }
+    }
+}

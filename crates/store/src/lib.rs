@@ -1,0 +1,403 @@
+//! socbridge's durable store: tenants, sources with their cursors, findings, incidents and the
+//! quarantine, on SQLite (the embedded default) or PostgreSQL, behind one API.
+//!
+//! What this crate owns: the schema (`migrations/sqlite`, `migrations/postgres`, side by side),
+//! every SQL statement (each beside the code that runs it), and these invariants:
+//!
+//! - A batch of findings, the incidents they touch and the cursor mark that covers them commit
+//!   in **one transaction** or not at all ([`Store::ingest`]).
+//! - Uniqueness is enforced by the database, not by hope: findings per tenant + source + vendor
+//!   key, quarantined records per tenant + source + hash of their bytes, at most one open
+//!   incident per subject (`UNIQUE (tenant_id, open_key)`).
+//! - Secrets are opaque sealed bytes here; they never appear in a `Debug` output.
+//!
+//! One SQL text serves both backends through sqlx's `Any` driver with `$N` placeholders; only
+//! 64-bit integers, text and bytes cross it (times are `Timestamp` microseconds). Where a
+//! statement cannot be portable (row locks), the two versions sit side by side in a
+//! `match self.backend`.
+
+mod counts;
+mod error;
+mod incidents;
+mod ingest;
+mod records;
+mod sources;
+mod tenants;
+
+pub use error::StoreError;
+pub use records::{
+    Counts, IngestBatch, IngestOutcome, NewSource, QuarantineRecord, SourceRecord, TenantRecord,
+};
+
+use error::ResultExt as _;
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, AnyConnection, AnyPool, Connection as _, Executor as _, Transaction};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Mutex, MutexGuard};
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// How long a SQLite connection waits for another connection's (or process's) write lock
+/// before failing with SQLITE_BUSY. Long enough for a CLI `incidents update` to wait out a
+/// `serve` ingest batch.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections per pool. SQLite: readers run concurrently under WAL while writes are
+/// serialised anyway. PostgreSQL: enough for the pollers and the API of one replica.
+const SQLITE_POOL_SIZE: u32 = 8;
+const POSTGRES_POOL_SIZE: u32 = 10;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The store. Cheap to clone: clones share the pool and the write lock.
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    /// Serialises write transactions within this process on SQLite, which has one writer at a
+    /// time: waiting here is cheaper and fairer than spinning on SQLITE_BUSY. Unused on
+    /// PostgreSQL, where row locks do that job across replicas.
+    write_lock: Arc<Mutex<()>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating it if missing) the SQLite database file at `path`, in WAL mode, and
+    /// brings its schema up to date.
+    pub async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
+        Self::open_sqlite_url(&sqlite_file_url(path, "mode=rwc")?).await
+    }
+
+    /// Connects to `sqlite://PATH` (created if missing) or `postgres://...` and brings the
+    /// schema up to date.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        match backend_of(url)? {
+            Backend::Sqlite => {
+                let rest = url
+                    .strip_prefix("sqlite://")
+                    .or_else(|| url.strip_prefix("sqlite:"));
+                let rest = rest.unwrap_or(url);
+                let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+                if path.is_empty() || path == ":memory:" {
+                    return Self::open_sqlite_url(url).await;
+                }
+                let mut query = query.to_string();
+                if !query.split('&').any(|kv| kv.starts_with("mode=")) {
+                    if !query.is_empty() {
+                        query.push('&');
+                    }
+                    query.push_str("mode=rwc");
+                }
+                // Rebuilt from the decoded path: sqlx parses the URL as a URL first, which would
+                // read `sqlite://Data/x.db` as a host and lowercase it.
+                let path = percent_decode(path)?;
+                Self::open_sqlite_url(&sqlite_file_url(Path::new(&path), &query)?).await
+            }
+            Backend::Postgres => Self::open_postgres(url, None).await,
+        }
+    }
+
+    /// Connects to PostgreSQL with every pooled connection's `search_path` set to `schema`
+    /// (created if missing), so that one database can hold many independent stores: each test
+    /// owns a fresh schema.
+    pub async fn connect_in_schema(url: &str, schema: &str) -> Result<Store, StoreError> {
+        if backend_of(url)? != Backend::Postgres {
+            return Err(config_error(
+                "choosing the schema",
+                "a schema can only be chosen on PostgreSQL".into(),
+            ));
+        }
+        let valid = !schema.is_empty()
+            && schema.len() <= 63
+            && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            return Err(config_error(
+                "choosing the schema",
+                format!(
+                    "schema name `{schema}` must be lowercase letters, digits and `_` (at most 63)"
+                ),
+            ));
+        }
+        sqlx::any::install_default_drivers();
+        let mut conn = AnyConnection::connect(url)
+            .await
+            .op("connecting to PostgreSQL")?;
+        // The name is validated above, so quoting it verbatim is safe.
+        conn.execute(format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"").as_str())
+            .await
+            .op("creating the schema")?;
+        conn.close().await.op("closing the set-up connection")?;
+        Self::open_postgres(url, Some(schema.to_string())).await
+    }
+
+    /// Which database this store talks to.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes every pooled connection, waiting for those in use to come back. On SQLite the
+    /// last connection to close checkpoints the WAL into the database file.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn open_sqlite_url(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(SQLITE_POOL_SIZE)
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // busy_timeout first: switching to WAL needs a lock another process may
+                    // hold. WAL lets readers run beside the writer; NORMAL sync is durable
+                    // across process crashes (a power cut may lose the last commits, never
+                    // corrupt); foreign keys make tenant removal cascade.
+                    let busy = SQLITE_BUSY_TIMEOUT.as_millis();
+                    conn.execute(format!("PRAGMA busy_timeout = {busy}").as_str())
+                        .await?;
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .op("opening the SQLite database")?;
+        let store = Store {
+            pool,
+            backend: Backend::Sqlite,
+            write_lock: Arc::new(Mutex::new(())),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn open_postgres(url: &str, schema: Option<String>) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let schema: Option<Arc<str>> = schema.map(Arc::from);
+        let pool = AnyPoolOptions::new()
+            .max_connections(POSTGRES_POOL_SIZE)
+            .after_connect(move |conn, _meta| {
+                let schema = schema.clone();
+                Box::pin(async move {
+                    if let Some(schema) = schema {
+                        // Validated by connect_in_schema.
+                        conn.execute(format!("SET search_path TO \"{schema}\"").as_str())
+                            .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .op("connecting to PostgreSQL")?;
+        let store = Store {
+            pool,
+            backend: Backend::Postgres,
+            write_lock: Arc::new(Mutex::new(())),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Brings the schema up to date; a no-op when it already is.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        match self.backend {
+            Backend::Sqlite => {
+                // sqlx takes no lock for SQLite migrations, so two processes opening a fresh
+                // file at once could both try to create the tables. Running the migrator
+                // inside a BEGIN IMMEDIATE transaction makes the second one wait for the
+                // first and then find everything applied (sqlx nests each migration in a
+                // savepoint).
+                let mut w = self.begin_write("starting the migrations").await?;
+                SQLITE_MIGRATIONS
+                    .run(w.conn())
+                    .await
+                    .map_err(StoreError::migration)?;
+                w.commit("committing the migrations").await
+            }
+            // sqlx holds a PostgreSQL advisory lock while it migrates: replicas starting
+            // together apply each migration once.
+            Backend::Postgres => POSTGRES_MIGRATIONS
+                .run(&self.pool)
+                .await
+                .map_err(StoreError::migration),
+        }
+    }
+
+    /// Starts a write transaction. On SQLite: waits for this process's write lock, then
+    /// `BEGIN IMMEDIATE` takes the database's write lock at once, so a writer in another
+    /// process makes this one wait (busy_timeout) instead of failing half-way with
+    /// SQLITE_BUSY when a read would upgrade to a write. On PostgreSQL: a plain transaction;
+    /// statements lock the rows they change.
+    async fn begin_write(&self, op: &'static str) -> Result<WriteTx<'_>, StoreError> {
+        match self.backend {
+            Backend::Sqlite => {
+                let guard = self.write_lock.lock().await;
+                let tx = self.pool.begin_with("BEGIN IMMEDIATE").await.op(op)?;
+                Ok(WriteTx {
+                    tx,
+                    _guard: Some(guard),
+                })
+            }
+            Backend::Postgres => {
+                let tx = self.pool.begin().await.op(op)?;
+                Ok(WriteTx { tx, _guard: None })
+            }
+        }
+    }
+
+    /// Starts a read-only transaction, so that a view assembled from several queries (an
+    /// incident, its findings, its timeline) comes from one snapshot.
+    async fn begin_read(&self, op: &'static str) -> Result<Transaction<'static, Any>, StoreError> {
+        match self.backend {
+            // A deferred BEGIN: the first SELECT takes a WAL snapshot; no write lock.
+            Backend::Sqlite => self.pool.begin().await.op(op),
+            Backend::Postgres => self
+                .pool
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .await
+                .op(op),
+        }
+    }
+}
+
+/// A write transaction and, on SQLite, the in-process write lock it holds. Dropping it
+/// without [`WriteTx::commit`] rolls back.
+struct WriteTx<'a> {
+    // Field order matters: the transaction is dropped (rolled back) before the lock is freed.
+    tx: Transaction<'static, Any>,
+    _guard: Option<MutexGuard<'a, ()>>,
+}
+
+impl WriteTx<'_> {
+    fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+
+    async fn commit(self, op: &'static str) -> Result<(), StoreError> {
+        self.tx.commit().await.op(op)
+    }
+}
+
+fn backend_of(url: &str) -> Result<Backend, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Backend::Sqlite)
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Backend::Postgres)
+    } else {
+        Err(config_error(
+            "choosing the database driver",
+            "the database URL must start with sqlite:// or postgres://".into(),
+        ))
+    }
+}
+
+fn config_error(op: &'static str, message: String) -> StoreError {
+    StoreError::Database {
+        op,
+        error: sqlx::Error::Configuration(message.into()),
+    }
+}
+
+/// The `sqlite://` URL of a database file: the absolute path (so the URL means the same file
+/// whatever the working directory of whoever reads it later), percent-encoded, since sqlx
+/// decodes it and `%`, `?`, `#` or spaces in a directory name must not be taken for URL syntax.
+fn sqlite_file_url(path: &Path, query: &str) -> Result<String, StoreError> {
+    let absolute = std::path::absolute(path).map_err(|e| StoreError::Database {
+        op: "resolving the database path",
+        error: e.into(),
+    })?;
+    let Some(text) = absolute.to_str() else {
+        return Err(config_error(
+            "resolving the database path",
+            format!("the database path {} is not UTF-8", absolute.display()),
+        ));
+    };
+    let mut encoded = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'-' | b'_' | b'~') {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Ok(format!("sqlite://{encoded}?{query}"))
+}
+
+/// Decodes `%XX` escapes of a path given in a `sqlite://` URL.
+fn percent_decode(s: &str) -> Result<String, StoreError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(decoded)) => {
+                out.push(decoded);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| {
+        config_error(
+            "reading the database URL",
+            "the database path is not UTF-8".into(),
+        )
+    })
+}
+
+/// Whether a caller limited to `scope` (tenant names; `None`: every tenant) may see `tenant`.
+fn in_scope(scope: Option<&[String]>, tenant: &str) -> bool {
+    scope.is_none_or(|names| names.iter().any(|n| n == tenant))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_encoded_for_sqlite_urls_and_decoded_back() {
+        let url = sqlite_file_url(Path::new("/tmp/a b/x?y#z%.db"), "mode=rwc").unwrap();
+        assert_eq!(url, "sqlite:///tmp/a%20b/x%3Fy%23z%25.db?mode=rwc");
+        assert_eq!(
+            percent_decode("/tmp/a%20b/x%3Fy%23z%25.db").unwrap(),
+            "/tmp/a b/x?y#z%.db"
+        );
+        assert_eq!(percent_decode("/odd/100%/x%zz").unwrap(), "/odd/100%/x%zz");
+        let url = sqlite_file_url(Path::new("/data/Socbridge.db"), "mode=ro").unwrap();
+        assert_eq!(url, "sqlite:///data/Socbridge.db?mode=ro");
+    }
+
+    #[test]
+    fn scope_none_sees_everything_and_empty_scope_nothing() {
+        assert!(in_scope(None, "acme"));
+        assert!(in_scope(Some(&["acme".to_string()]), "acme"));
+        assert!(!in_scope(Some(&["acme".to_string()]), "globex"));
+        assert!(!in_scope(Some(&[]), "acme"));
+    }
+}

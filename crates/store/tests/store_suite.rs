@@ -1,0 +1,1729 @@
+//! The store's test suite, written once and run against both backends: every test below is an
+//! `async fn(&TestDb)`, and `both_backends!` instantiates it as `sqlite::<name>` (a fresh temp
+//! file) and `postgres::<name>` (a fresh schema in the server at 127.0.0.1:5432, or
+//! `SOCBRIDGE_TEST_POSTGRES_URL`). The PostgreSQL tests fail, never skip, when the server is
+//! unreachable: a suite that silently runs on one backend proves nothing about the other.
+
+use serde_json::json;
+use socbridge_model::{
+    Finding, IncidentFilter, IncidentStatus, IncidentUpdate, IncidentView, Observable,
+    ObservableKind, Quarantined, Severity, SourceKind, SourceName, Subject, TenantName, Timestamp,
+};
+use socbridge_store::{
+    Backend, IngestBatch, IngestOutcome, NewSource, SourceRecord, Store, StoreError,
+};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+
+/// A database owned by one test: a temp SQLite file, or a PostgreSQL schema dropped at the end.
+struct TestDb {
+    backend: Backend,
+    /// SQLite: the file (its directory is removed with `_dir`).
+    path: Option<PathBuf>,
+    _dir: Option<tempfile::TempDir>,
+    /// PostgreSQL: the server and the schema.
+    url: String,
+    schema: Option<String>,
+}
+
+impl TestDb {
+    async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("a temp dir for the test database");
+        let path = dir.path().join("socbridge.db");
+        TestDb {
+            backend: Backend::Sqlite,
+            path: Some(path),
+            _dir: Some(dir),
+            url: String::new(),
+            schema: None,
+        }
+    }
+
+    async fn postgres() -> TestDb {
+        let url = std::env::var("SOCBRIDGE_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into());
+        let schema = format!("socbridge_test_{:016x}", rand::random::<u64>());
+        let db = TestDb {
+            backend: Backend::Postgres,
+            path: None,
+            _dir: None,
+            url,
+            schema: Some(schema),
+        };
+        // Fail loudly here rather than in the first statement of the test.
+        db.open().await.close().await;
+        db
+    }
+
+    /// A new `Store` on this test's database (a second one is another process or replica).
+    async fn open(&self) -> Store {
+        match self.backend {
+            Backend::Sqlite => {
+                let path = self
+                    .path
+                    .as_ref()
+                    .expect("a SQLite test database has a path");
+                Store::open_sqlite(path)
+                    .await
+                    .expect("open the SQLite test database")
+            }
+            Backend::Postgres => {
+                let schema = self
+                    .schema
+                    .as_deref()
+                    .expect("a PostgreSQL test database has a schema");
+                match Store::connect_in_schema(&self.url, schema).await {
+                    Ok(store) => store,
+                    Err(e) => panic!(
+                        "the PostgreSQL suite needs a server at {} (set SOCBRIDGE_TEST_POSTGRES_URL \
+                         to use another), and it is unreachable or refused: {e}",
+                        self.url
+                    ),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    /// Drops the test's schema, best effort (also when the test failed). Runs on its own
+    /// thread and runtime because `Drop` cannot await.
+    fn drop(&mut self) {
+        let Some(schema) = self.schema.take() else {
+            return;
+        };
+        let url = self.url.clone();
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                use sqlx::{Connection as _, Executor as _};
+                sqlx::any::install_default_drivers();
+                let mut conn = sqlx::AnyConnection::connect(&url).await?;
+                conn.execute("SET lock_timeout = '5s'").await?;
+                conn.execute(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE").as_str())
+                    .await?;
+                conn.close().await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop a test schema: {e}");
+        }
+    }
+}
+
+/// Instantiates each suite test for both backends.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = super::TestDb::sqlite().await;
+                    super::$name(&db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = super::TestDb::postgres().await;
+                    super::$name(&db).await;
+                }
+            )*
+        }
+    };
+}
+
+both_backends!(
+    migrations_are_idempotent,
+    tenants_crud_and_conflict,
+    sources_upsert_keeps_one_row_and_never_shows_the_secret,
+    record_poll_keeps_the_last_error_until_a_good_poll,
+    ingest_stores_a_batch_once_and_keeps_the_mark,
+    the_cap_stops_the_batch_and_the_rest_comes_next_time,
+    findings_of_one_computer_make_one_incident_while_it_is_open,
+    vendor_incidents_reattach_even_when_closed,
+    quarantine_keeps_each_record_once_by_its_bytes,
+    list_filters_and_order,
+    tenant_scope_hides_other_tenants_incidents,
+    updates_write_only_changes_each_with_its_timeline_entry,
+    reopening_conflicts_with_the_subjects_open_incident,
+    removing_a_tenant_removes_everything_it_owns,
+    concurrent_ingest_neither_loses_nor_doubles,
+    two_sources_feeding_the_same_incidents_at_once,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+/// 2023-11-14T22:13:20Z: findings are placed in seconds after this.
+const T0: i64 = 1_700_000_000_000_000;
+
+fn at(second: i64) -> Timestamp {
+    Timestamp::from_micros(T0 + second * 1_000_000)
+}
+
+fn tenant_name(name: &str) -> TenantName {
+    TenantName::new(name).expect("a valid tenant name")
+}
+
+async fn tenant_with_source(
+    store: &Store,
+    tenant: &str,
+    source: &str,
+    kind: SourceKind,
+) -> SourceRecord {
+    store
+        .upsert_tenant(&tenant_name(tenant), None)
+        .await
+        .expect("save the tenant");
+    store
+        .upsert_source(
+            tenant,
+            NewSource {
+                name: SourceName::new(source).expect("a valid source name"),
+                kind,
+                settings: json!({"kind": kind.as_str()}),
+                secret: None,
+            },
+        )
+        .await
+        .expect("save the source")
+}
+
+/// A Secure Endpoint event on `computer`, with its hostname and an IP as observables.
+fn endpoint_finding(
+    key: &str,
+    computer: &str,
+    second: i64,
+    severity: Severity,
+    ip: &str,
+) -> Finding {
+    Finding {
+        source_kind: SourceKind::SecureEndpoint,
+        vendor_key: key.to_string(),
+        observed_at: at(second),
+        severity,
+        title: format!("Threat detected ({key})"),
+        event_type: "Threat Detected".into(),
+        subject: Some(Subject {
+            kind: "computer".into(),
+            id: format!("guid-{computer}"),
+            label: Some(computer.to_string()),
+        }),
+        observables: vec![
+            Observable::new(ObservableKind::Hostname, computer),
+            Observable::new(ObservableKind::Ip, ip),
+        ],
+        raw: json!({"id": key, "computer": computer}).to_string(),
+    }
+}
+
+/// An update of Symantec MSS incident `number`.
+fn mss_finding(key: &str, number: &str, second: i64, severity: Severity) -> Finding {
+    Finding {
+        source_kind: SourceKind::SymantecMss,
+        vendor_key: key.to_string(),
+        observed_at: at(second),
+        severity,
+        title: format!("MSS incident {number}"),
+        event_type: "Incident".into(),
+        subject: Some(Subject {
+            kind: "vendor_incident".into(),
+            id: number.into(),
+            label: None,
+        }),
+        observables: vec![],
+        // Not JSON: shown back as a string.
+        raw: format!("<Incident><Number>{number}</Number></Incident>"),
+    }
+}
+
+fn batch(findings: Vec<Finding>) -> IngestBatch {
+    IngestBatch {
+        findings,
+        quarantined: vec![],
+        max_new: None,
+    }
+}
+
+async fn ingest(store: &Store, source: &SourceRecord, findings: Vec<Finding>) -> IngestOutcome {
+    store
+        .ingest(source.id, batch(findings))
+        .await
+        .expect("ingest")
+}
+
+async fn all_incidents(store: &Store) -> Vec<IncidentView> {
+    store
+        .list_incidents(&IncidentFilter {
+            limit: Some(10_000),
+            ..Default::default()
+        })
+        .await
+        .expect("list incidents")
+}
+
+fn update(status: Option<IncidentStatus>) -> IncidentUpdate {
+    IncidentUpdate {
+        status,
+        actor: "test:alice".into(),
+        ..Default::default()
+    }
+}
+
+/// Lets the clock move so that `updated_at` values differ.
+async fn tick() {
+    tokio::time::sleep(Duration::from_millis(3)).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+
+async fn migrations_are_idempotent(db: &TestDb) {
+    let first = db.open().await;
+    first
+        .create_tenant(&tenant_name("acme"), Some("Acme Corp"))
+        .await
+        .unwrap();
+    first.close().await;
+
+    // Connecting again runs the migrator again: nothing to apply, nothing lost.
+    let second = db.open().await;
+    assert_eq!(second.backend(), db.backend);
+    let tenants = second.list_tenants().await.unwrap();
+    assert_eq!(tenants.len(), 1);
+    assert_eq!(tenants[0].display_name.as_deref(), Some("Acme Corp"));
+    // And a third store while the second is open.
+    let third = db.open().await;
+    assert_eq!(third.counts(None).await.unwrap().tenants, 1);
+}
+
+async fn tenants_crud_and_conflict(db: &TestDb) {
+    let store = db.open().await;
+    let acme = store
+        .create_tenant(&tenant_name("acme"), None)
+        .await
+        .unwrap();
+    assert_eq!(acme.name, "acme");
+    assert_eq!(acme.display_name, None);
+
+    let err = store
+        .create_tenant(&tenant_name("acme"), Some("Again"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Conflict { detail } if detail.contains("acme")),
+        "{err}"
+    );
+
+    // Upsert: same row; a display name replaces, None keeps it.
+    let named = store
+        .upsert_tenant(&tenant_name("acme"), Some("Acme Corp"))
+        .await
+        .unwrap();
+    assert_eq!(named.id, acme.id);
+    assert_eq!(named.display_name.as_deref(), Some("Acme Corp"));
+    let kept = store
+        .upsert_tenant(&tenant_name("acme"), None)
+        .await
+        .unwrap();
+    assert_eq!(kept.display_name.as_deref(), Some("Acme Corp"));
+    assert_eq!(kept.created_at, acme.created_at);
+
+    store
+        .upsert_tenant(&tenant_name("globex"), None)
+        .await
+        .unwrap();
+    let names: Vec<_> = store
+        .list_tenants()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["acme", "globex"]);
+    assert_eq!(
+        store.get_tenant("globex").await.unwrap().unwrap().name,
+        "globex"
+    );
+    assert!(store.get_tenant("initech").await.unwrap().is_none());
+
+    assert!(store.remove_tenant("acme").await.unwrap());
+    assert!(!store.remove_tenant("acme").await.unwrap());
+    assert!(store.get_tenant("acme").await.unwrap().is_none());
+    assert_eq!(store.list_tenants().await.unwrap().len(), 1);
+}
+
+async fn sources_upsert_keeps_one_row_and_never_shows_the_secret(db: &TestDb) {
+    let store = db.open().await;
+    store
+        .create_tenant(&tenant_name("acme"), None)
+        .await
+        .unwrap();
+    // Bytes that include a zero and non-UTF-8, as ciphertext does.
+    let sealed: Vec<u8> = b"CANARY-sealed-\x00\xff\xfe-bytes".to_vec();
+    let new = |settings: serde_json::Value, secret: Option<Vec<u8>>| NewSource {
+        name: SourceName::new("amp").unwrap(),
+        kind: SourceKind::SecureEndpoint,
+        settings,
+        secret,
+    };
+
+    let first = store
+        .upsert_source("acme", new(json!({"page_size": 100}), Some(sealed.clone())))
+        .await
+        .unwrap();
+    assert_eq!(
+        first.secret.as_deref(),
+        Some(sealed.as_slice()),
+        "secret bytes round-trip"
+    );
+    assert_eq!(first.tenant, "acme");
+    assert_eq!(first.kind, SourceKind::SecureEndpoint);
+
+    // Saving again without a secret: same row, new settings, the secret kept.
+    let second = store
+        .upsert_source("acme", new(json!({"page_size": 50}), None))
+        .await
+        .unwrap();
+    assert_eq!(second.id, first.id);
+    assert_eq!(second.settings, json!({"page_size": 50}));
+    assert_eq!(second.secret.as_deref(), Some(sealed.as_slice()));
+    assert_eq!(second.created_at, first.created_at);
+
+    // A new secret replaces the old one.
+    let rotated = store
+        .upsert_source("acme", new(json!({"page_size": 50}), Some(vec![1, 2, 3])))
+        .await
+        .unwrap();
+    assert_eq!(rotated.secret.as_deref(), Some(&[1u8, 2, 3][..]));
+    let listed = store.list_sources(Some("acme")).await.unwrap();
+    assert_eq!(listed.len(), 1, "one row per tenant and name");
+    assert_eq!(
+        store.get_source("acme", "amp").await.unwrap().unwrap(),
+        rotated
+    );
+    assert!(
+        store
+            .get_source("acme", "umbrella")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Debug shows that a secret exists, never its bytes.
+    let with_canary = store
+        .upsert_source("acme", new(json!({}), Some(sealed.clone())))
+        .await
+        .unwrap();
+    for shown in [
+        format!("{with_canary:?}"),
+        format!("{with_canary:#?}"),
+        format!("{:?}", new(json!({}), Some(sealed.clone()))),
+    ] {
+        assert!(!shown.contains("CANARY"), "{shown}");
+        assert!(!shown.contains(&format!("{:?}", sealed)), "{shown}");
+        assert!(!shown.contains("67, 65, 78"), "no byte list: {shown}");
+        assert!(
+            shown.contains(&format!("<sealed, {} bytes>", sealed.len())),
+            "{shown}"
+        );
+    }
+
+    // A missing tenant is NotFound.
+    let err = store
+        .upsert_source("initech", new(json!({}), None))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::NotFound { what } if what.contains("initech")),
+        "{err}"
+    );
+
+    // Changing the kind clears the cursor: another vendor's mark means nothing.
+    let f = endpoint_finding("e1", "pc1", 10, Severity::High, "10.0.0.1");
+    assert_eq!(
+        ingest(&store, &with_canary, vec![f]).await.mark,
+        Some(at(10))
+    );
+    let same_kind = store
+        .upsert_source("acme", new(json!({}), None))
+        .await
+        .unwrap();
+    assert_eq!(
+        same_kind.cursor_mark,
+        Some(at(10)),
+        "same kind keeps the cursor"
+    );
+    let mut other = new(json!({}), None);
+    other.kind = SourceKind::Umbrella;
+    let changed = store.upsert_source("acme", other).await.unwrap();
+    assert_eq!(changed.cursor_mark, None);
+
+    // Removing.
+    assert!(store.remove_source("acme", "amp").await.unwrap());
+    assert!(!store.remove_source("acme", "amp").await.unwrap());
+    assert!(store.list_sources(None).await.unwrap().is_empty());
+}
+
+async fn record_poll_keeps_the_last_error_until_a_good_poll(db: &TestDb) {
+    let store = db.open().await;
+    let src = tenant_with_source(&store, "acme", "amp", SourceKind::SecureEndpoint).await;
+    assert_eq!(src.last_poll_at, None);
+
+    store
+        .record_poll(src.id, at(1), Some("401 Unauthorized"))
+        .await
+        .unwrap();
+    let s = store.get_source("acme", "amp").await.unwrap().unwrap();
+    assert_eq!((s.last_poll_at, s.last_ok_at), (Some(at(1)), None));
+    assert_eq!(s.last_error.as_deref(), Some("401 Unauthorized"));
+
+    store.record_poll(src.id, at(2), None).await.unwrap();
+    let s = store.get_source("acme", "amp").await.unwrap().unwrap();
+    assert_eq!(
+        (s.last_poll_at, s.last_ok_at, s.last_error),
+        (Some(at(2)), Some(at(2)), None)
+    );
+
+    store
+        .record_poll(src.id, at(3), Some("timeout"))
+        .await
+        .unwrap();
+    let s = store.get_source("acme", "amp").await.unwrap().unwrap();
+    assert_eq!((s.last_poll_at, s.last_ok_at), (Some(at(3)), Some(at(2))));
+
+    let err = store
+        .record_poll(src.id + 1000, at(4), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+}
+
+async fn ingest_stores_a_batch_once_and_keeps_the_mark(db: &TestDb) {
+    let store = db.open().await;
+    let src = tenant_with_source(&store, "acme", "amp", SourceKind::SecureEndpoint).await;
+    let page = vec![
+        endpoint_finding("e1", "pc1", 10, Severity::High, "10.0.0.1"),
+        endpoint_finding("e2", "pc2", 20, Severity::High, "10.0.0.2"),
+        endpoint_finding("e3", "pc1", 30, Severity::Critical, "10.0.0.1"),
+    ];
+
+    let first = ingest(&store, &src, page.clone()).await;
+    assert_eq!(
+        first,
+        IngestOutcome {
+            new_findings: 3,
+            duplicates: 0,
+            quarantined_new: 0,
+            processed: 3,
+            cap_reached: false,
+            incidents_created: 2,
+            incidents_updated: 0,
+            mark: Some(at(30)),
+        }
+    );
+    let again = ingest(&store, &src, page).await;
+    assert_eq!(
+        (again.new_findings, again.duplicates, again.processed),
+        (0, 3, 3)
+    );
+    assert_eq!((again.incidents_created, again.incidents_updated), (0, 0));
+    assert_eq!(again.mark, Some(at(30)), "the mark does not move");
+
+    // An overlap re-read of an older record never moves the mark back.
+    let older = ingest(
+        &store,
+        &src,
+        vec![endpoint_finding("e0", "pc3", 5, Severity::Low, "10.0.0.3")],
+    )
+    .await;
+    assert_eq!((older.new_findings, older.mark), (1, Some(at(30))));
+
+    let stored = store.get_source("acme", "amp").await.unwrap().unwrap();
+    assert_eq!(stored.cursor_mark, Some(at(30)));
+    assert_eq!(
+        store.finding_keys("acme", "amp").await.unwrap(),
+        ["e1", "e2", "e3", "e0"]
+    );
+    let counts = store.counts(Some("acme")).await.unwrap();
+    assert_eq!(
+        (counts.findings, counts.incidents, counts.open_incidents),
+        (4, 3, 3)
+    );
+
+    // An empty batch is a no-op that reports the mark.
+    let empty = ingest(&store, &src, vec![]).await;
+    assert_eq!((empty.processed, empty.mark), (0, Some(at(30))));
+
+    // An unknown source is NotFound and stores nothing.
+    let err = store
+        .ingest(
+            src.id + 1000,
+            batch(vec![endpoint_finding(
+                "x",
+                "pc9",
+                1,
+                Severity::Low,
+                "1.1.1.1",
+            )]),
+        )
+        .await;
+    assert!(matches!(err, Err(StoreError::NotFound { .. })), "{err:?}");
+    assert_eq!(store.counts(None).await.unwrap().findings, 4);
+}
+
+async fn the_cap_stops_the_batch_and_the_rest_comes_next_time(db: &TestDb) {
+    let store = db.open().await;
+    let src = tenant_with_source(&store, "acme", "amp", SourceKind::SecureEndpoint).await;
+    let page: Vec<Finding> = (1..=5)
+        .map(|i| {
+            endpoint_finding(
+                &format!("e{i}"),
+                &format!("pc{i}"),
+                i * 10,
+                Severity::High,
+                "10.0.0.1",
+            )
+        })
+        .collect();
+
+    let capped = store
+        .ingest(
+            src.id,
+            IngestBatch {
+                findings: page.clone(),
+                quarantined: vec![],
+                max_new: Some(3),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (capped.new_findings, capped.processed, capped.cap_reached),
+        (3, 3, true)
+    );
+    assert_eq!(
+        capped.mark,
+        Some(at(30)),
+        "the mark stops at the third finding"
+    );
+    assert_eq!(
+        store
+            .get_source("acme", "amp")
+            .await
+            .unwrap()
+            .unwrap()
+            .cursor_mark,
+        Some(at(30))
+    );
+    assert_eq!(
+        store.finding_keys("acme", "amp").await.unwrap(),
+        ["e1", "e2", "e3"]
+    );
+
+    // The next poll re-reads from the mark (overlap): the first three are duplicates.
+    let rest = store
+        .ingest(
+            src.id,
+            IngestBatch {
+                findings: page,
+                quarantined: vec![],
+                max_new: Some(3),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (rest.new_findings, rest.duplicates, rest.cap_reached),
+        (2, 3, false)
+    );
+    assert_eq!(rest.mark, Some(at(50)));
+    assert_eq!(
+        store.finding_keys("acme", "amp").await.unwrap(),
+        ["e1", "e2", "e3", "e4", "e5"]
+    );
+
+    // A cap of zero stores nothing and keeps the mark.
+    let zero = store
+        .ingest(
+            src.id,
+            IngestBatch {
+                findings: vec![endpoint_finding(
+                    "e6",
+                    "pc6",
+                    60,
+                    Severity::High,
+                    "10.0.0.1",
+                )],
+                quarantined: vec![],
+                max_new: Some(0),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            zero.new_findings,
+            zero.processed,
+            zero.cap_reached,
+            zero.mark
+        ),
+        (0, 0, true, Some(at(50)))
+    );
+
+    // Out of order (a caller's bug): the mark stays below the finding the cap left out.
+    let unsorted = vec![
+        endpoint_finding("e8", "pc8", 80, Severity::High, "10.0.0.1"),
+        endpoint_finding("e7", "pc7", 70, Severity::High, "10.0.0.1"),
+    ];
+    let out = store
+        .ingest(
+            src.id,
+            IngestBatch {
+                findings: unsorted,
+                quarantined: vec![],
+                max_new: Some(1),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.new_findings, out.cap_reached, out.mark),
+        (1, true, Some(at(70)))
+    );
+}
+
+async fn findings_of_one_computer_make_one_incident_while_it_is_open(db: &TestDb) {
+    let store = db.open().await;
+    let src = tenant_with_source(&store, "acme", "amp", SourceKind::SecureEndpoint).await;
+
+    let out = ingest(
+        &store,
+        &src,
+        vec![
+            endpoint_finding("e1", "pc1", 10, Severity::Medium, "10.0.0.1"),
+            endpoint_finding("e2", "pc1", 20, Severity::Critical, "10.0.0.9"),
+        ],
+    )
+    .await;
+    assert_eq!((out.incidents_created, out.incidents_updated), (1, 0));
+    let incidents = all_incidents(&store).await;
+    assert_eq!(incidents.len(), 1);
+    let first = &incidents[0];
+    assert_eq!(first.tenant, "acme");
+    assert_eq!(first.title, "Threat Detected on pc1");
+    assert_eq!(
+        (first.severity, first.finding_count),
+        (Severity::Critical, 2)
+    );
+    assert_eq!(first.status, IncidentStatus::New);
+    assert_eq!((first.first_seen, first.last_seen), (at(10), at(20)));
+    assert_eq!(first.sources, [SourceKind::SecureEndpoint]);
+    assert_eq!(
+        first.observables,
+        [
+            Observable::new(ObservableKind::Hostname, "pc1"),
+            Observable::new(ObservableKind::Ip, "10.0.0.1"),
+            Observable::new(ObservableKind::Ip, "10.0.0.9"),
+        ]
+    );
+    assert_eq!((first.ticket.clone(), first.actions.len()), (None, 0));
+
+    let detail = store.get_incident(first.id, None).await.unwrap().unwrap();
+    let keys: Vec<_> = detail
+        .findings
+        .iter()
+        .map(|f| f.vendor_key.as_str())
+        .collect();
+    assert_eq!(keys, ["e1", "e2"], "findings by time observed");
+    assert_eq!(detail.findings[0].source, "amp");
+    assert_eq!(
+        detail.findings[0].raw,
+        json!({"id": "e1", "computer": "pc1"}),
+        "raw parsed back"
+    );
+    let kinds: Vec<_> = detail.timeline.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["created", "severity_raised"]);
+    assert!(
+        detail.timeline[1].detail.starts_with("medium -> critical"),
+        "{:?}",
+        detail.timeline
+    );
+
+    // A later, lower finding joins without lowering the severity; another computer gets its own.
+    let out = ingest(
+        &store,
+        &src,
+        vec![
+            endpoint_finding("e3", "pc1", 30, Severity::Low, "10.0.0.1"),
+            endpoint_finding("e4", "pc2", 31, Severity::High, "10.0.0.2"),
+        ],
+    )
+    .await;
+    assert_eq!((out.incidents_created, out.incidents_updated), (1, 1));
+    let pc1 = store
+        .get_incident(first.id, None)
+        .await
+        .unwrap()
+        .unwrap()
+        .incident;
+    assert_eq!(
+        (pc1.severity, pc1.finding_count, pc1.last_seen),
+        (Severity::Critical, 3, at(30))
+    );
+
+    // Once closed, the computer's next finding opens a new incident.
+    store
+        .update_incident(first.id, None, &update(Some(IncidentStatus::Closed)))
+        .await
+        .unwrap()
+        .unwrap();
+    let out = ingest(
+        &store,
+        &src,
+        vec![endpoint_finding("e5", "pc1", 40, Severity::Low, "10.0.0.1")],
+    )
+    .await;
+    assert_eq!((out.incidents_created, out.incidents_updated), (1, 0));
+    let incidents = all_incidents(&store).await;
+    assert_eq!(incidents.len(), 3);
+    let reopened = incidents
+        .iter()
+        .find(|i| i.id != first.id && i.title.ends_with("pc1"))
+        .unwrap();
+    assert_eq!(
+        (reopened.status, reopened.finding_count, reopened.severity),
+        (IncidentStatus::New, 1, Severity::Low)
+    );
+    let closed = store
+        .get_incident(first.id, None)
+        .await
+        .unwrap()
+        .unwrap()
+        .incident;
+    assert_eq!(
+        (closed.status, closed.finding_count),
+        (IncidentStatus::Closed, 3)
+    );
+}
+
+async fn vendor_incidents_reattach_even_when_closed(db: &TestDb) {
+    let store = db.open().await;
+    let src = tenant_with_source(&store, "acme", "mss", SourceKind::SymantecMss).await;
+    ingest(
+        &store,
+        &src,
+        vec![mss_finding("inc-42:v1", "42", 10, Severity::High)],
+    )
+    .await;
+    let incidents = all_incidents(&store).await;
+    assert_eq!(incidents.len(), 1);
+    let id = incidents[0].id;
+    assert_eq!(incidents[0].title, "MSS incident 42");
+    store
+        .update_incident(id, None, &update(Some(IncidentStatus::Resolved)))
+        .await
+        .unwrap()
+        .unwrap();
+
+    // The vendor updates its incident: same socbridge incident, still resolved.
+    let out = ingest(
+        &store,
+        &src,
+        vec![mss_finding("inc-42:v2", "42", 20, Severity::Critical)],
+    )
+    .await;
+    assert_eq!((out.incidents_created, out.incidents_updated), (0, 1));
+    let incidents = all_incidents(&store).await;
+    assert_eq!(incidents.len(), 1);
+    assert_eq!(incidents[0].id, id);
+    assert_eq!(
+        (incidents[0].status, incidents[0].finding_count),
+        (IncidentStatus::Resolved, 2)
+    );
+    assert_eq!(incidents[0].severity, Severity::Critical);
+    let detail = store.get_incident(id, None).await.unwrap().unwrap();
+    assert_eq!(
+        detail.findings[1].raw,
+        json!("<Incident><Number>42</Number></Incident>"),
+        "non-JSON raw as a string"
+    );
+
+    // Another number: another incident.
+    let out = ingest(
+        &store,
+        &src,
+        vec![mss_finding("inc-43:v1", "43", 30, Severity::High)],
+    )
+    .await;
+    assert_eq!(out.incidents_created, 1);
+    // A finding without a subject is an incident of its own.
+    let mut lone = mss_finding("lone", "0", 40, Severity::Low);
+    lone.subject = None;
+    assert_eq!(ingest(&store, &src, vec![lone]).await.incidents_created, 1);
+    assert_eq!(all_incidents(&store).await.len(), 3);
+}
+
+async fn quarantine_keeps_each_record_once_by_its_bytes(db: &TestDb) {
+    let store = db.open().await;
+    let src = tenant_with_source(&store, "acme", "amp", SourceKind::SecureEndpoint).await;
+    let bad = |reason: &str, raw: &[u8]| Quarantined {
+        reason: reason.into(),
+        raw: raw.to_vec(),
+    };
+    let page = IngestBatch {
+        findings: vec![endpoint_finding(
+            "e1",
+            "pc1",
+            10,
+            Severity::High,
+            "10.0.0.1",
+        )],
+        quarantined: vec![
+            bad("truncated JSON", b"{\"id\": 1,"),
+            bad("truncated JSON, read twice", b"{\"id\": 1,"),
+            bad("not UTF-8", b"\xff\xfe\x00binary"),
+        ],
+        max_new: None,
+    };
+    let out = store.ingest(src.id, page.clone()).await.unwrap();
+    assert_eq!((out.quarantined_new, out.new_findings), (2, 1));
+    let out = store.ingest(src.id, page).await.unwrap();
+    assert_eq!((out.quarantined_new, out.new_findings), (0, 0));
+
+    let q = store.list_quarantine(Some("acme")).await.unwrap();
+    assert_eq!(q.len(), 2);
+    assert_eq!(
+        (q[0].tenant.as_str(), q[0].source.as_str()),
+        ("acme", "amp")
+    );
+    assert_eq!(q[0].reason, "truncated JSON");
+    assert_eq!(q[0].raw, b"{\"id\": 1,");
+    assert_eq!(q[1].raw, b"\xff\xfe\x00binary", "bytes round-trip");
+    assert!(
+        store
+            .list_quarantine(Some("globex"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.list_quarantine(None).await.unwrap().len(), 2);
+    assert_eq!(store.counts(None).await.unwrap().quarantined, 2);
+}
+
+async fn list_filters_and_order(db: &TestDb) {
+    let store = db.open().await;
+    let acme = tenant_with_source(&store, "acme", "amp", SourceKind::SecureEndpoint).await;
+    let globex = tenant_with_source(&store, "globex", "amp", SourceKind::SecureEndpoint).await;
+    ingest(
+        &store,
+        &acme,
+        vec![endpoint_finding(
+            "a1",
+            "pc1",
+            10,
+            Severity::High,
+            "10.0.0.1",
+        )],
+    )
+    .await;
+    tick().await;
+    ingest(
+        &store,
+        &acme,
+        vec![endpoint_finding("a2", "pc2", 20, Severity::Low, "10.0.0.2")],
+    )
+    .await;
+    tick().await;
+    ingest(
+        &store,
+        &globex,
+        vec![endpoint_finding(
+            "g1",
+            "pc3",
+            30,
+            Severity::Critical,
+            "10.0.0.1",
+        )],
+    )
+    .await;
+
+    let list = all_incidents(&store).await;
+    let titles: Vec<_> = list.iter().map(|i| i.title.as_str()).collect();
+    assert_eq!(
+        titles,
+        [
+            "Threat Detected on pc3",
+            "Threat Detected on pc2",
+            "Threat Detected on pc1"
+        ],
+        "newest first"
+    );
+    let (pc3, pc2, pc1) = (list[0].id, list[1].id, list[2].id);
+
+    // Activity moves an incident to the top.
+    tick().await;
+    let since = Timestamp::now();
+    tick().await;
+    let upd = IncidentUpdate {
+        status: Some(IncidentStatus::InProgress),
+        ..update(None)
+    };
+    store
+        .update_incident(pc1, None, &upd)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let ids = |list: Vec<IncidentView>| list.into_iter().map(|i| i.id).collect::<Vec<_>>();
+    let filtered = |f: IncidentFilter| {
+        let store = store.clone();
+        async move { ids(store.list_incidents(&f).await.unwrap()) }
+    };
+    assert_eq!(ids(all_incidents(&store).await), [pc1, pc3, pc2]);
+    assert_eq!(
+        filtered(IncidentFilter {
+            tenants: vec!["acme".into()],
+            ..Default::default()
+        })
+        .await,
+        [pc1, pc2]
+    );
+    assert_eq!(
+        filtered(IncidentFilter {
+            tenants: vec!["acme".into(), "globex".into()],
+            ..Default::default()
+        })
+        .await,
+        [pc1, pc3, pc2]
+    );
+    assert!(
+        filtered(IncidentFilter {
+            tenants: vec!["initech".into()],
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
+    assert_eq!(
+        filtered(IncidentFilter {
+            severities: vec![Severity::Critical, Severity::Low],
+            ..Default::default()
+        })
+        .await,
+        [pc3, pc2]
+    );
+    assert_eq!(
+        filtered(IncidentFilter {
+            statuses: vec![IncidentStatus::InProgress],
+            ..Default::default()
+        })
+        .await,
+        [pc1]
+    );
+    assert_eq!(
+        filtered(IncidentFilter {
+            statuses: vec![IncidentStatus::New],
+            ..Default::default()
+        })
+        .await,
+        [pc3, pc2]
+    );
+    assert_eq!(
+        filtered(IncidentFilter {
+            since: Some(since),
+            ..Default::default()
+        })
+        .await,
+        [pc1]
+    );
+    assert_eq!(
+        filtered(IncidentFilter {
+            source_ip: Some("10.0.0.1".into()),
+            ..Default::default()
+        })
+        .await,
+        [pc1, pc3]
+    );
+    assert_eq!(
+        filtered(IncidentFilter {
+            source_ip: Some("10.0.0.1".into()),
+            tenants: vec!["globex".into()],
+            ..Default::default()
+        })
+        .await,
+        [pc3]
+    );
+    assert!(
+        filtered(IncidentFilter {
+            source_ip: Some("192.0.2.1".into()),
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
+    assert_eq!(
+        filtered(IncidentFilter {
+            limit: Some(2),
+            ..Default::default()
+        })
+        .await,
+        [pc1, pc3]
+    );
+    assert_eq!(
+        filtered(IncidentFilter {
+            tenants: vec!["acme".into()],
+            severities: vec![Severity::High],
+            statuses: vec![IncidentStatus::InProgress],
+            source_ip: Some("10.0.0.1".into()),
+            since: Some(since),
+            limit: Some(10),
+        })
+        .await,
+        [pc1]
+    );
+}
+
+async fn tenant_scope_hides_other_tenants_incidents(db: &TestDb) {
+    let store = db.open().await;
+    let acme = tenant_with_source(&store, "acme", "amp", SourceKind::SecureEndpoint).await;
+    tenant_with_source(&store, "globex", "amp", SourceKind::SecureEndpoint).await;
+    ingest(
+        &store,
+        &acme,
+        vec![endpoint_finding(
+            "a1",
+            "pc1",
+            10,
+            Severity::High,
+            "10.0.0.1",
+        )],
+    )
+    .await;
+    let id = all_incidents(&store).await[0].id;
+    let acme_scope = ["acme".to_string()];
+    let globex_scope = ["globex".to_string()];
+    let no_tenant: [String; 0] = [];
+
+    assert!(
+        store
+            .get_incident(id, Some(&acme_scope))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .get_incident(id, Some(&globex_scope))
+            .await
+            .unwrap()
+            .is_none(),
+        "hidden like a missing one"
+    );
+    assert!(
+        store
+            .get_incident(id, Some(&no_tenant))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.get_incident(id + 1000, None).await.unwrap().is_none());
+
+    let close = IncidentUpdate {
+        status: Some(IncidentStatus::Closed),
+        comment: Some("not yours".into()),
+        ..update(None)
+    };
+    assert!(
+        store
+            .update_incident(id, Some(&globex_scope), &close)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .update_incident(id + 1000, None, &close)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let untouched = store.get_incident(id, None).await.unwrap().unwrap();
+    assert_eq!(
+        untouched.incident.status,
+        IncidentStatus::New,
+        "another tenant's update changed nothing"
+    );
+    assert_eq!(untouched.timeline.len(), 1);
+
+    let done = store
+        .update_incident(id, Some(&acme_scope), &close)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.status, IncidentStatus::Closed);
+}
+
+async fn updates_write_only_changes_each_with_its_timeline_entry(db: &TestDb) {
+    let store = db.open().await;
+    let src = tenant_with_source(&store, "acme", "amp", SourceKind::SecureEndpoint).await;
+    ingest(
+        &store,
+        &src,
+        vec![endpoint_finding(
+            "a1",
+            "pc1",
+            10,
+            Severity::High,
+            "10.0.0.1",
+        )],
+    )
+    .await;
+    let before = all_incidents(&store).await.remove(0);
+    tick().await;
+
+    let change = IncidentUpdate {
+        status: Some(IncidentStatus::InProgress),
+        assignee: Some("alice".into()),
+        resolution: None,
+        comment: Some("looking".into()),
+        actor: "cli:alice".into(),
+    };
+    let after = store
+        .update_incident(before.id, None, &change)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.status, IncidentStatus::InProgress);
+    assert_eq!(after.assignee.as_deref(), Some("alice"));
+    assert!(after.updated_at > before.updated_at);
+    assert_eq!(
+        after.observables, before.observables,
+        "the view comes back whole"
+    );
+
+    // The same values again change nothing and add no entry; a comment alone is an entry.
+    let same = IncidentUpdate {
+        comment: None,
+        ..change.clone()
+    };
+    let unchanged = store
+        .update_incident(before.id, None, &same)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(unchanged.updated_at, after.updated_at);
+
+    let resolve = IncidentUpdate {
+        status: Some(IncidentStatus::Resolved),
+        resolution: Some("false positive".into()),
+        assignee: Some(String::new()),
+        comment: None,
+        actor: "cli:bob".into(),
+    };
+    let resolved = store
+        .update_incident(before.id, None, &resolve)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resolved.resolution.as_deref(), Some("false positive"));
+    assert_eq!(resolved.assignee, None, "an empty assignee clears it");
+
+    let timeline = store
+        .get_incident(before.id, None)
+        .await
+        .unwrap()
+        .unwrap()
+        .timeline;
+    let lines: Vec<_> = timeline
+        .iter()
+        .map(|e| (e.kind.as_str(), e.actor.as_str(), e.detail.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (
+                "created",
+                "socbridge",
+                "opened by secure_endpoint finding a1"
+            ),
+            ("status_changed", "cli:alice", "new -> in_progress"),
+            ("assignee_changed", "cli:alice", "(none) -> alice"),
+            ("comment", "cli:alice", "looking"),
+            ("status_changed", "cli:bob", "in_progress -> resolved"),
+            ("resolution_changed", "cli:bob", "(none) -> false positive"),
+            ("assignee_changed", "cli:bob", "alice -> (none)"),
+        ]
+    );
+    let counts = store.counts(Some("acme")).await.unwrap();
+    assert_eq!((counts.incidents, counts.open_incidents), (1, 0));
+}
+
+async fn reopening_conflicts_with_the_subjects_open_incident(db: &TestDb) {
+    let store = db.open().await;
+    let src = tenant_with_source(&store, "acme", "amp", SourceKind::SecureEndpoint).await;
+    ingest(
+        &store,
+        &src,
+        vec![endpoint_finding(
+            "a1",
+            "pc1",
+            10,
+            Severity::High,
+            "10.0.0.1",
+        )],
+    )
+    .await;
+    let a = all_incidents(&store).await[0].id;
+    store
+        .update_incident(a, None, &update(Some(IncidentStatus::Closed)))
+        .await
+        .unwrap()
+        .unwrap();
+    ingest(
+        &store,
+        &src,
+        vec![endpoint_finding(
+            "a2",
+            "pc1",
+            20,
+            Severity::High,
+            "10.0.0.1",
+        )],
+    )
+    .await;
+    let b = all_incidents(&store)
+        .await
+        .into_iter()
+        .find(|i| i.id != a)
+        .unwrap()
+        .id;
+
+    let err = store
+        .update_incident(a, None, &update(Some(IncidentStatus::InProgress)))
+        .await
+        .unwrap_err();
+    match &err {
+        StoreError::Conflict { detail } => {
+            assert!(detail.contains(&format!("incident {b}")), "{detail}")
+        }
+        other => panic!("expected a conflict, got {other}"),
+    }
+    let still = store.get_incident(a, None).await.unwrap().unwrap();
+    assert_eq!(
+        still.incident.status,
+        IncidentStatus::Closed,
+        "the failed reopen changed nothing"
+    );
+    assert_eq!(still.timeline.len(), 2);
+
+    // Once B is closed, A can be reopened, and it collects the computer's findings again.
+    store
+        .update_incident(b, None, &update(Some(IncidentStatus::Resolved)))
+        .await
+        .unwrap()
+        .unwrap();
+    let reopened = store
+        .update_incident(a, None, &update(Some(IncidentStatus::New)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reopened.status, IncidentStatus::New);
+    let out = ingest(
+        &store,
+        &src,
+        vec![endpoint_finding(
+            "a3",
+            "pc1",
+            30,
+            Severity::High,
+            "10.0.0.1",
+        )],
+    )
+    .await;
+    assert_eq!((out.incidents_created, out.incidents_updated), (0, 1));
+    assert_eq!(
+        store
+            .get_incident(a, None)
+            .await
+            .unwrap()
+            .unwrap()
+            .incident
+            .finding_count,
+        2
+    );
+    // Moving between closed states, or between open ones, needs no key.
+    store
+        .update_incident(b, None, &update(Some(IncidentStatus::Closed)))
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .update_incident(a, None, &update(Some(IncidentStatus::OnHold)))
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+async fn removing_a_tenant_removes_everything_it_owns(db: &TestDb) {
+    let store = db.open().await;
+    let acme = tenant_with_source(&store, "acme", "amp", SourceKind::SecureEndpoint).await;
+    let globex = tenant_with_source(&store, "globex", "amp", SourceKind::SecureEndpoint).await;
+    for src in [&acme, &globex] {
+        store
+            .ingest(
+                src.id,
+                IngestBatch {
+                    findings: vec![
+                        endpoint_finding("e1", "pc1", 10, Severity::High, "10.0.0.1"),
+                        endpoint_finding("e2", "pc2", 20, Severity::High, "10.0.0.2"),
+                    ],
+                    quarantined: vec![Quarantined {
+                        reason: "bad".into(),
+                        raw: b"{".to_vec(),
+                    }],
+                    max_new: None,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let acme_incident = all_incidents(&store)
+        .await
+        .into_iter()
+        .find(|i| i.tenant == "acme")
+        .unwrap()
+        .id;
+    store
+        .update_incident(
+            acme_incident,
+            None,
+            &IncidentUpdate {
+                comment: Some("note".into()),
+                ..update(None)
+            },
+        )
+        .await
+        .unwrap();
+    let before = store.counts(None).await.unwrap();
+    assert_eq!(
+        (
+            before.tenants,
+            before.sources,
+            before.findings,
+            before.incidents,
+            before.quarantined
+        ),
+        (2, 2, 4, 4, 2)
+    );
+
+    assert!(store.remove_tenant("acme").await.unwrap());
+    let gone = store.counts(Some("acme")).await.unwrap();
+    assert_eq!(gone, socbridge_store::Counts::default());
+    let left = store.counts(None).await.unwrap();
+    assert_eq!(
+        (
+            left.tenants,
+            left.sources,
+            left.findings,
+            left.incidents,
+            left.open_incidents,
+            left.quarantined
+        ),
+        (1, 1, 2, 2, 2, 1)
+    );
+    assert!(
+        store
+            .get_incident(acme_incident, None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.list_sources(Some("acme")).await.unwrap().is_empty());
+    assert!(store.finding_keys("acme", "amp").await.unwrap().is_empty());
+    assert!(
+        all_incidents(&store)
+            .await
+            .iter()
+            .all(|i| i.tenant == "globex")
+    );
+
+    // The name can be used again, and starts empty.
+    let again = tenant_with_source(&store, "acme", "amp", SourceKind::SecureEndpoint).await;
+    assert_eq!(again.cursor_mark, None);
+    let out = ingest(
+        &store,
+        &again,
+        vec![endpoint_finding(
+            "e1",
+            "pc1",
+            10,
+            Severity::High,
+            "10.0.0.1",
+        )],
+    )
+    .await;
+    assert_eq!((out.new_findings, out.incidents_created), (1, 1));
+}
+
+async fn concurrent_ingest_neither_loses_nor_doubles(db: &TestDb) {
+    const FINDINGS: i64 = 240;
+    const COMPUTERS: i64 = 12;
+    const TASKS: usize = 6;
+    const PER_BATCH: usize = 20;
+
+    // Two stores on one database, opened at the same time from two tasks: two processes on one
+    // SQLite file, or two replicas on one PostgreSQL.
+    let (one, two) = tokio::join!(db.open(), db.open());
+    let src = tenant_with_source(&one, "acme", "amp", SourceKind::SecureEndpoint).await;
+    let all: Vec<Finding> = (0..FINDINGS)
+        .map(|i| {
+            let severity = Severity::ALL[usize::try_from(i % 5).unwrap()];
+            endpoint_finding(
+                &format!("e{i:04}"),
+                &format!("pc{}", i % COMPUTERS),
+                i,
+                severity,
+                "10.0.0.1",
+            )
+        })
+        .collect();
+    let batches: Vec<Vec<Finding>> = all.chunks(PER_BATCH).map(<[Finding]>::to_vec).collect();
+
+    // Every task ingests every batch, each starting at a different batch: the same findings
+    // race in from all sides.
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..TASKS {
+        let store = if t % 2 == 0 { one.clone() } else { two.clone() };
+        let mut mine = batches.clone();
+        mine.rotate_left(t * 3 % batches.len());
+        let source_id = src.id;
+        tasks.spawn(async move {
+            let mut total = IngestOutcome::default();
+            for b in mine {
+                let out = store
+                    .ingest(source_id, batch(b))
+                    .await
+                    .expect("concurrent ingest");
+                total.new_findings += out.new_findings;
+                total.duplicates += out.duplicates;
+                total.incidents_created += out.incidents_created;
+            }
+            total
+        });
+    }
+    let mut new = 0;
+    let mut duplicates = 0;
+    let mut created = 0;
+    while let Some(res) = tasks.join_next().await {
+        let t = res.expect("an ingest task");
+        new += t.new_findings;
+        duplicates += t.duplicates;
+        created += t.incidents_created;
+    }
+    let findings = usize::try_from(FINDINGS).unwrap();
+    let computers = usize::try_from(COMPUTERS).unwrap();
+    assert_eq!(new, findings, "each finding stored exactly once");
+    assert_eq!(duplicates, findings * (TASKS - 1));
+    assert_eq!(created, computers, "one incident per computer");
+
+    let mut keys = two.finding_keys("acme", "amp").await.unwrap();
+    keys.sort();
+    let expected: Vec<String> = all.iter().map(|f| f.vendor_key.clone()).collect();
+    assert_eq!(keys, expected);
+    let incidents = all_incidents(&one).await;
+    assert_eq!(incidents.len(), computers);
+    for i in &incidents {
+        assert_eq!(i.finding_count, FINDINGS / COMPUTERS, "{i:?}");
+        assert_eq!(
+            i.severity,
+            Severity::Critical,
+            "the highest of its findings"
+        );
+        let detail = one.get_incident(i.id, None).await.unwrap().unwrap();
+        assert_eq!(
+            i64::try_from(detail.findings.len()).unwrap(),
+            i.finding_count
+        );
+    }
+    let source = one.get_source("acme", "amp").await.unwrap().unwrap();
+    assert_eq!(
+        source.cursor_mark,
+        Some(at(FINDINGS - 1)),
+        "the mark is the newest finding"
+    );
+}
+
+/// Two sources of one tenant report on the same computers at the same time, in opposite
+/// orders: on PostgreSQL their transactions lock the same incidents crosswise, and a deadlock
+/// the server breaks must be retried, not reported.
+async fn two_sources_feeding_the_same_incidents_at_once(db: &TestDb) {
+    const PER_SOURCE: i64 = 120;
+    const COMPUTERS: i64 = 6;
+    let store = db.open().await;
+    let amp1 = tenant_with_source(&store, "acme", "amp-1", SourceKind::SecureEndpoint).await;
+    let amp2 = tenant_with_source(&store, "acme", "amp-2", SourceKind::SecureEndpoint).await;
+    let findings = |prefix: &str, reversed: bool| -> Vec<Vec<Finding>> {
+        let all: Vec<Finding> = (0..PER_SOURCE)
+            .map(|i| {
+                let computer = if reversed {
+                    COMPUTERS - 1 - i % COMPUTERS
+                } else {
+                    i % COMPUTERS
+                };
+                let key = format!("{prefix}{i:04}");
+                endpoint_finding(
+                    &key,
+                    &format!("pc{computer}"),
+                    i,
+                    Severity::High,
+                    "10.0.0.1",
+                )
+            })
+            .collect();
+        all.chunks(12).map(<[Finding]>::to_vec).collect()
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for (src, batches) in [
+        (amp1.id, findings("a", false)),
+        (amp2.id, findings("b", true)),
+    ] {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let mut new = 0;
+            for b in batches {
+                new += store
+                    .ingest(src, batch(b))
+                    .await
+                    .expect("ingest beside another source")
+                    .new_findings;
+            }
+            new
+        });
+    }
+    let mut new = 0;
+    while let Some(res) = tasks.join_next().await {
+        new += res.expect("an ingest task");
+    }
+    assert_eq!(new, usize::try_from(2 * PER_SOURCE).unwrap());
+    let incidents = all_incidents(&store).await;
+    assert_eq!(
+        incidents.len(),
+        usize::try_from(COMPUTERS).unwrap(),
+        "one incident per computer"
+    );
+    for i in &incidents {
+        assert_eq!(i.finding_count, 2 * PER_SOURCE / COMPUTERS, "{i:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SQLite only: the file, its URL, and another process's writer.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_url_and_path_open_the_same_wal_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // A directory name that is URL syntax and mixed case.
+    let sub = dir.path().join("My Data?#%");
+    std::fs::create_dir(&sub).unwrap();
+    let path = sub.join("socbridge.db");
+
+    let by_path = Store::open_sqlite(&path).await.unwrap();
+    assert_eq!(by_path.backend(), Backend::Sqlite);
+    by_path
+        .create_tenant(&tenant_name("acme"), None)
+        .await
+        .unwrap();
+    assert!(path.exists(), "the file is created where asked");
+
+    let encoded = path
+        .to_str()
+        .unwrap()
+        .replace('%', "%25")
+        .replace(' ', "%20")
+        .replace('?', "%3F")
+        .replace('#', "%23");
+    let by_url = Store::connect(&format!("sqlite://{encoded}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        by_url.list_tenants().await.unwrap().len(),
+        1,
+        "the same file"
+    );
+
+    use sqlx::{Connection as _, Row as _};
+    let mut raw = sqlx::SqliteConnection::connect_with(
+        &sqlx::sqlite::SqliteConnectOptions::new().filename(&path),
+    )
+    .await
+    .unwrap();
+    let mode: String = sqlx::query("PRAGMA journal_mode")
+        .fetch_one(&mut raw)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writes_wait_for_another_processs_writer_instead_of_failing() {
+    use sqlx::{Connection as _, Executor as _};
+    let db = TestDb::sqlite().await;
+    let store = db.open().await;
+    let src = tenant_with_source(&store, "acme", "amp", SourceKind::SecureEndpoint).await;
+
+    // Another process (a raw connection, outside this store's in-process lock) holds the write
+    // lock for a while, as a CLI `incidents update` or a second `serve` would.
+    let path = db.path.clone().unwrap();
+    let mut other = sqlx::SqliteConnection::connect_with(
+        &sqlx::sqlite::SqliteConnectOptions::new().filename(&path),
+    )
+    .await
+    .unwrap();
+    other.execute("BEGIN IMMEDIATE").await.unwrap();
+    other
+        .execute("INSERT INTO tenants (name, created_at) VALUES ('other', 0)")
+        .await
+        .unwrap();
+    let held = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        other.execute("COMMIT").await.unwrap();
+        other
+    });
+
+    // Reads go on under WAL while the other writer holds its lock.
+    assert_eq!(store.list_tenants().await.unwrap().len(), 1);
+    let started = std::time::Instant::now();
+    let out = ingest(
+        &store,
+        &src,
+        vec![endpoint_finding(
+            "e1",
+            "pc1",
+            10,
+            Severity::High,
+            "10.0.0.1",
+        )],
+    )
+    .await;
+    assert_eq!(out.new_findings, 1);
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "the ingest waited for the lock"
+    );
+    held.await.unwrap().close().await.unwrap();
+    assert_eq!(store.list_tenants().await.unwrap().len(), 2);
+}
