@@ -98,7 +98,11 @@ mod tests {
 
     #[test]
     fn secure_endpoint_groups_by_computer_while_open() {
-        let s = Subject { kind: "computer".into(), id: "guid-1".into(), label: None };
+        let s = Subject {
+            kind: "computer".into(),
+            id: "guid-1".into(),
+            label: None,
+        };
         let (key, g) = correlation_key(&finding(SourceKind::SecureEndpoint, Some(s)));
         assert_eq!(key, "secure_endpoint:computer:guid-1");
         assert_eq!(g, GroupBy::SubjectWhileOpen);

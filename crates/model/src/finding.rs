@@ -60,7 +60,10 @@ pub struct Observable {
 
 impl Observable {
     pub fn new(kind: ObservableKind, value: impl Into<String>) -> Self {
-        Observable { kind, value: value.into() }
+        Observable {
+            kind,
+            value: value.into(),
+        }
     }
 }
 

@@ -14,7 +14,9 @@ pub mod tenant;
 pub mod time;
 
 pub use correlation::{CorrelationRule, GroupBy, correlation_key, incident_title, rule_for};
-pub use finding::{Finding, Observable, ObservableKind, Quarantined, Subject, normalise_observables};
+pub use finding::{
+    Finding, Observable, ObservableKind, Quarantined, Subject, normalise_observables,
+};
 pub use incident::{
     ActionView, FindingView, IncidentDetail, IncidentFilter, IncidentId, IncidentStatus,
     IncidentUpdate, IncidentView, TicketView, TimelineEntry,

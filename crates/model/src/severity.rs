@@ -65,7 +65,9 @@ impl FromStr for Severity {
         let lower = s.trim().to_ascii_lowercase();
         Severity::ALL
             .into_iter()
-            .find(|sev| sev.as_str() == lower || (lower == "info" && *sev == Severity::Informational))
+            .find(|sev| {
+                sev.as_str() == lower || (lower == "info" && *sev == Severity::Informational)
+            })
             .ok_or_else(|| UnknownSeverity(s.to_string()))
     }
 }

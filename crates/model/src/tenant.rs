@@ -21,14 +21,23 @@ fn validate(what: &'static str, s: &str) -> Result<(), NameError> {
         return Err(NameError::Empty { what });
     }
     if s.len() > 40 {
-        return Err(NameError::TooLong { what, name: s.to_string() });
+        return Err(NameError::TooLong {
+            what,
+            name: s.to_string(),
+        });
     }
-    let ok_first = s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let ok_first = s
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     let ok_rest = s
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if !(ok_first && ok_rest) {
-        return Err(NameError::BadCharacter { what, name: s.to_string() });
+        return Err(NameError::BadCharacter {
+            what,
+            name: s.to_string(),
+        });
     }
     Ok(())
 }
@@ -82,9 +91,21 @@ mod tests {
     #[test]
     fn names_are_validated() {
         assert!(TenantName::new("acme-corp_2").is_ok());
-        assert_eq!(TenantName::new(""), Err(NameError::Empty { what: "tenant" }));
-        assert!(matches!(TenantName::new("Acme"), Err(NameError::BadCharacter { .. })));
-        assert!(matches!(SourceName::new("-x"), Err(NameError::BadCharacter { .. })));
-        assert!(matches!(SourceName::new("a".repeat(41)), Err(NameError::TooLong { .. })));
+        assert_eq!(
+            TenantName::new(""),
+            Err(NameError::Empty { what: "tenant" })
+        );
+        assert!(matches!(
+            TenantName::new("Acme"),
+            Err(NameError::BadCharacter { .. })
+        ));
+        assert!(matches!(
+            SourceName::new("-x"),
+            Err(NameError::BadCharacter { .. })
+        ));
+        assert!(matches!(
+            SourceName::new("a".repeat(41)),
+            Err(NameError::TooLong { .. })
+        ));
     }
 }

@@ -78,7 +78,9 @@ impl MasterKey {
                 .ok()
                 .filter(|b| b.len() == 32)
                 .or_else(|| decode_hex(&text))
-                .ok_or_else(|| SecretsError::BadKey { origin: origin.to_string() })?,
+                .ok_or_else(|| SecretsError::BadKey {
+                    origin: origin.to_string(),
+                })?,
         );
         let mut key = Zeroizing::new([0u8; 32]);
         key.copy_from_slice(&bytes);
@@ -92,7 +94,10 @@ impl MasterKey {
             return Self::from_encoded(v, "SOCBRIDGE_MASTER_KEY");
         }
         let path = data_dir.join(KEY_FILE_NAME);
-        let io = |source| SecretsError::KeyFileIo { path: path.clone(), source };
+        let io = |source| SecretsError::KeyFileIo {
+            path: path.clone(),
+            source,
+        };
         match fs::read_to_string(&path) {
             Ok(text) => {
                 check_permissions(&path)?;
@@ -123,7 +128,13 @@ impl MasterKey {
         rand::rng().fill_bytes(&mut nonce);
         let ct = self
             .cipher()
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
             .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
         let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
         out.push(FORMAT_V1);
@@ -154,7 +165,11 @@ impl MasterKey {
             .collect();
         // Written straight into a wiped buffer sized up front, so no reallocation leaves an
         // unwiped copy of the plaintext behind.
-        let capacity = 64 + map.iter().map(|(k, v)| 2 * (k.len() + v.len()) + 8).sum::<usize>();
+        let capacity = 64
+            + map
+                .iter()
+                .map(|(k, v)| 2 * (k.len() + v.len()) + 8)
+                .sum::<usize>();
         let mut json = Zeroizing::new(Vec::with_capacity(capacity));
         serde_json::to_writer(&mut *json, &map)
             .expect("serialising a map of strings into memory cannot fail");
@@ -229,7 +244,10 @@ fn check_permissions(path: &Path) -> Result<(), SecretsError> {
     })?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
-        return Err(SecretsError::KeyFilePermissions { path: path.to_path_buf(), mode });
+        return Err(SecretsError::KeyFilePermissions {
+            path: path.to_path_buf(),
+            mode,
+        });
     }
     Ok(())
 }
@@ -263,7 +281,10 @@ mod tests {
         let key = MasterKey::generate();
         let aad = aad_for_source("acme", "amp");
         let sealed = key.seal(b"s3cret", &aad);
-        assert!(!sealed.windows(6).any(|w| w == b"s3cret"), "ciphertext must not hold the plaintext");
+        assert!(
+            !sealed.windows(6).any(|w| w == b"s3cret"),
+            "ciphertext must not hold the plaintext"
+        );
         assert_eq!(&key.open(&sealed, &aad).unwrap()[..], b"s3cret");
         assert!(matches!(
             key.open(&sealed, &aad_for_source("globex", "amp")),
@@ -283,9 +304,15 @@ mod tests {
             .with("client_secret", SecretString::from(""));
         let sealed = key.seal_fields(&fields, b"x");
         let back = key.open_fields(&sealed, b"x").unwrap();
-        assert_eq!(back.get("api_key").unwrap().expose_secret(), "a\"b\\c\u{1}é");
+        assert_eq!(
+            back.get("api_key").unwrap().expose_secret(),
+            "a\"b\\c\u{1}é"
+        );
         assert_eq!(back.get("client_secret").unwrap().expose_secret(), "");
-        assert_eq!(format!("{back:?}"), r#"{"api_key": "<redacted>", "client_secret": "<redacted>"}"#);
+        assert_eq!(
+            format!("{back:?}"),
+            r#"{"api_key": "<redacted>", "client_secret": "<redacted>"}"#
+        );
     }
 
     #[test]
@@ -298,9 +325,16 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(dir.path().join(KEY_FILE_NAME)).unwrap().permissions().mode();
+            let mode = fs::metadata(dir.path().join(KEY_FILE_NAME))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
-            fs::set_permissions(dir.path().join(KEY_FILE_NAME), fs::Permissions::from_mode(0o644)).unwrap();
+            fs::set_permissions(
+                dir.path().join(KEY_FILE_NAME),
+                fs::Permissions::from_mode(0o644),
+            )
+            .unwrap();
             assert!(matches!(
                 MasterKey::load_or_create(dir.path(), None),
                 Err(SecretsError::KeyFilePermissions { .. })
@@ -314,7 +348,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let hex_key = "00".repeat(32);
         assert!(MasterKey::load_or_create(dir.path(), Some(&hex_key)).is_ok());
-        assert!(!dir.path().join(KEY_FILE_NAME).exists(), "no key file when the env key is used");
+        assert!(
+            !dir.path().join(KEY_FILE_NAME).exists(),
+            "no key file when the env key is used"
+        );
         let err = MasterKey::load_or_create(dir.path(), Some("short")).unwrap_err();
         assert!(err.to_string().contains("SOCBRIDGE_MASTER_KEY"), "{err}");
     }

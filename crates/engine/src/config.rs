@@ -1,0 +1,303 @@
+//! The declarative configuration file (`--config socbridge.toml`): tenants and their sources,
+//! with secrets referenced by environment variable name, never written in the file.
+//!
+//! Unknown keys are errors (a typo must not silently disable a source). Secrets are looked up
+//! in the process environment first, then in the optional `env_file` beside the config.
+
+use crate::settings::{PollSettings, SecureEndpointSettings, SourceSettings};
+use secrecy::SecretString;
+use serde::Deserialize;
+use socbridge_model::{SourceKind, SourceName, TenantName};
+use socbridge_secrets::SecretFields;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: tenant `{tenant}`, source `{source_name}`: {message}")]
+    Source {
+        path: PathBuf,
+        tenant: String,
+        source_name: String,
+        message: String,
+    },
+    #[error("config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("env file {path}: {message}")]
+    EnvFile { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    env_file: Option<PathBuf>,
+    #[serde(default)]
+    defaults: FileDefaults,
+    #[serde(default)]
+    tenants: Vec<FileTenant>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDefaults {
+    #[serde(default, with = "humantime_serde_opt")]
+    poll_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    lookback: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    overlap: Option<Duration>,
+    cap_per_run: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTenant {
+    name: TenantName,
+    display_name: Option<String>,
+    #[serde(default)]
+    sources: Vec<FileSource>,
+}
+
+/// Every key a source may have; which ones a kind needs is checked after parsing so the error
+/// can name the tenant and source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSource {
+    name: SourceName,
+    kind: SourceKind,
+    base_url: Option<String>,
+    client_id: Option<String>,
+    api_key_env: Option<String>,
+    event_types: Option<Vec<u64>>,
+    #[serde(default, with = "humantime_serde_opt")]
+    poll_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    lookback: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    overlap: Option<Duration>,
+    cap_per_run: Option<usize>,
+    page_size: Option<u32>,
+}
+
+/// The configuration, validated and with its secrets resolved.
+#[derive(Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub tenants: Vec<TenantSpec>,
+}
+
+#[derive(Debug)]
+pub struct TenantSpec {
+    pub name: TenantName,
+    pub display_name: Option<String>,
+    pub sources: Vec<SourceSpec>,
+}
+
+#[derive(Debug)]
+pub struct SourceSpec {
+    pub name: SourceName,
+    pub settings: SourceSettings,
+    /// `Debug` shows the names only.
+    pub secrets: SecretFields,
+}
+
+impl Config {
+    /// Reads, validates and resolves the config at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates and resolves config text; `path` names it in errors and anchors `env_file`.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let env_file = match &file.env_file {
+            Some(rel) => {
+                let p = path.parent().unwrap_or(Path::new(".")).join(rel);
+                read_env_file(&p)?
+            }
+            None => BTreeMap::new(),
+        };
+        let lookup = |var: &str| -> Option<String> {
+            std::env::var(var)
+                .ok()
+                .or_else(|| env_file.get(var).cloned())
+        };
+        let defaults = PollSettings::default().overlay(
+            file.defaults.poll_interval,
+            file.defaults.lookback,
+            file.defaults.overlap,
+            file.defaults.cap_per_run,
+        );
+        let mut seen_tenants = HashSet::new();
+        let mut tenants = Vec::new();
+        for t in file.tenants {
+            if !seen_tenants.insert(t.name.clone()) {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    message: format!("tenant `{}` is listed twice", t.name),
+                });
+            }
+            let mut seen_sources = HashSet::new();
+            let mut sources = Vec::new();
+            for s in t.sources {
+                let err = |message: String| ConfigError::Source {
+                    path: path.to_path_buf(),
+                    tenant: t.name.to_string(),
+                    source_name: s.name.to_string(),
+                    message,
+                };
+                if !seen_sources.insert(s.name.clone()) {
+                    return Err(err("listed twice in this tenant".into()));
+                }
+                let poll = defaults.overlay(s.poll_interval, s.lookback, s.overlap, s.cap_per_run);
+                poll.validate().map_err(err)?;
+                let (settings, secrets) = match s.kind {
+                    SourceKind::SecureEndpoint => {
+                        let client_id = s.client_id.clone().ok_or_else(|| {
+                            err("`client_id` is required for kind secure_endpoint".into())
+                        })?;
+                        let var = s
+                            .api_key_env
+                            .clone()
+                            .ok_or_else(|| err("`api_key_env` is required for kind secure_endpoint (the name of the environment variable holding the API key)".into()))?;
+                        let key = lookup(&var).ok_or_else(|| {
+                            err(format!(
+                                "environment variable `{var}` (api_key_env) is not set{}",
+                                if file.env_file.is_some() {
+                                    " in the environment or the env file"
+                                } else {
+                                    ""
+                                }
+                            ))
+                        })?;
+                        let se = SecureEndpointSettings::new(
+                            s.base_url.clone(),
+                            client_id,
+                            s.event_types.clone(),
+                            s.page_size,
+                            poll,
+                        )
+                        .map_err(err)?;
+                        (
+                            SourceSettings::SecureEndpoint(se),
+                            SecretFields::new().with("api_key", SecretString::from(key)),
+                        )
+                    }
+                    other => {
+                        return Err(err(format!(
+                            "kind `{other}` is not supported by this version of socbridge yet"
+                        )));
+                    }
+                };
+                sources.push(SourceSpec {
+                    name: s.name,
+                    settings,
+                    secrets,
+                });
+            }
+            tenants.push(TenantSpec {
+                name: t.name,
+                display_name: t.display_name,
+                sources,
+            });
+        }
+        Ok(Config {
+            path: path.to_path_buf(),
+            tenants,
+        })
+    }
+}
+
+fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
+    let iter = dotenvy::from_path_iter(path).map_err(|e| ConfigError::EnvFile {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let mut map = BTreeMap::new();
+    for item in iter {
+        let (k, v) = item.map_err(|e| ConfigError::EnvFile {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        map.insert(k, v);
+    }
+    Ok(map)
+}
+
+/// `"10m"`, `"90s"`, `"1h 30m"` via humantime, for optional fields.
+mod humantime_serde_opt {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let s = Option::<String>::deserialize(d)?;
+        s.map(|s| {
+            humantime::parse_duration(&s).map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "`{s}` is not a duration like \"90s\" or \"10m\": {e}"
+                ))
+            })
+        })
+        .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/nonexistent/socbridge.toml"))
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse("[[tenants]]\nname = \"acme\"\ncolour = \"red\"\n").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("colour"), "{msg}");
+    }
+
+    #[test]
+    fn missing_secret_env_is_named() {
+        let text = r#"
+[[tenants]]
+name = "acme"
+[[tenants.sources]]
+name = "amp"
+kind = "secure_endpoint"
+client_id = "c"
+api_key_env = "SOCBRIDGE_TEST_SURELY_UNSET_VAR"
+"#;
+        let msg = parse(text).unwrap_err().to_string();
+        assert!(msg.contains("SOCBRIDGE_TEST_SURELY_UNSET_VAR"), "{msg}");
+        assert!(msg.contains("acme") && msg.contains("amp"), "{msg}");
+    }
+
+    #[test]
+    fn bad_duration_and_bad_names_are_named() {
+        let msg = parse("[defaults]\nlookback = \"ten minutes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("ten minutes"), "{msg}");
+        let msg = parse("[[tenants]]\nname = \"Acme Corp\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("Acme Corp"), "{msg}");
+    }
+}

@@ -1,0 +1,437 @@
+//! The engine: applies configuration, polls sources (one, a tenant's, or every due one) and
+//! runs the schedule of `serve`.
+//!
+//! Invariant: one source's failure (bad credentials, a vendor down, a malformed page) ends up
+//! in that source's report and `last_error` and never stops another source's poll.
+
+use crate::config::Config;
+use crate::poll::{PollError, PollReport, poll_secure_endpoint};
+use crate::settings::SourceSettings;
+use socbridge_connectors::http::{HttpOptions, HttpStack};
+use socbridge_connectors::secure_endpoint::SecureEndpointClient;
+use socbridge_model::{SourceName, Timestamp};
+use socbridge_secrets::{MasterKey, SecretFields, SecretsError, aad_for_source};
+use socbridge_store::{NewSource, SourceRecord, Store, StoreError};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no tenant named `{0}`")]
+    UnknownTenant(String),
+    #[error("tenant `{tenant}` has no source named `{source_name}`")]
+    UnknownSource { tenant: String, source_name: String },
+    #[error("tenant `{0}` has no sources; add one with `socbridge source add`")]
+    NoSources(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("source `{tenant}/{source_name}`: {detail}")]
+    BadSource {
+        tenant: String,
+        source_name: String,
+        detail: String,
+    },
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+}
+
+impl EngineError {
+    /// The error is about what the user asked for (exit code 2), not a failure of the system.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            EngineError::UnknownTenant(_)
+                | EngineError::UnknownSource { .. }
+                | EngineError::NoSources(_)
+                | EngineError::BadSource { .. }
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub http: HttpOptions,
+    /// How long one poll of one source may keep reading pages before it stops and lets the
+    /// next run continue from its committed mark.
+    pub poll_budget: Duration,
+    /// Sources polled at the same time, across all tenants. Bounded so a thousand tenants do
+    /// not open a thousand connections at once.
+    pub concurrency: usize,
+    /// How often the scheduler looks for due sources.
+    pub tick: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            http: HttpOptions::default(),
+            poll_budget: Duration::from_secs(50),
+            concurrency: 8,
+            tick: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What applying a config file changed.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct ApplyReport {
+    pub tenants: usize,
+    pub sources: usize,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    key: MasterKey,
+    http: HttpStack,
+    opts: EngineOptions,
+    in_flight: Mutex<HashSet<i64>>,
+}
+
+impl Engine {
+    pub fn new(store: Store, key: MasterKey, opts: EngineOptions) -> Self {
+        let http = HttpStack::new(opts.http.clone());
+        Engine {
+            inner: Arc::new(Inner {
+                store,
+                key,
+                http,
+                opts,
+                in_flight: Mutex::new(HashSet::new()),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Creates or updates every tenant and source the config lists, sealing their secrets.
+    /// Tenants and sources added by the CLI and absent from the file are left alone.
+    pub async fn apply_config(&self, cfg: &Config) -> Result<ApplyReport, EngineError> {
+        let mut report = ApplyReport::default();
+        for t in &cfg.tenants {
+            self.inner
+                .store
+                .upsert_tenant(&t.name, t.display_name.as_deref())
+                .await?;
+            report.tenants += 1;
+            for s in &t.sources {
+                self.save_source(t.name.as_str(), &s.name, &s.settings, Some(&s.secrets))
+                    .await?;
+                report.sources += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Creates or updates one source. `secrets: None` keeps the stored ones.
+    pub async fn save_source(
+        &self,
+        tenant: &str,
+        name: &SourceName,
+        settings: &SourceSettings,
+        secrets: Option<&SecretFields>,
+    ) -> Result<SourceRecord, EngineError> {
+        if self.inner.store.get_tenant(tenant).await?.is_none() {
+            return Err(EngineError::UnknownTenant(tenant.to_string()));
+        }
+        let sealed = secrets.map(|s| {
+            self.inner
+                .key
+                .seal_fields(s, &aad_for_source(tenant, name.as_str()))
+        });
+        Ok(self
+            .inner
+            .store
+            .upsert_source(
+                tenant,
+                NewSource {
+                    name: name.clone(),
+                    kind: settings.kind(),
+                    settings: settings.to_json(),
+                    secret: sealed,
+                },
+            )
+            .await?)
+    }
+
+    /// The sources a poll request names: one source, every source of a tenant, or all.
+    pub async fn select_sources(
+        &self,
+        tenant: Option<&str>,
+        source: Option<&str>,
+    ) -> Result<Vec<SourceRecord>, EngineError> {
+        let store = &self.inner.store;
+        if let Some(t) = tenant {
+            if store.get_tenant(t).await?.is_none() {
+                return Err(EngineError::UnknownTenant(t.to_string()));
+            }
+        }
+        let mut sources = store.list_sources(tenant).await?;
+        if let Some(name) = source {
+            sources.retain(|s| s.name == name);
+            if sources.is_empty() {
+                return Err(EngineError::UnknownSource {
+                    tenant: tenant.unwrap_or("*").to_string(),
+                    source_name: name.to_string(),
+                });
+            }
+        } else if sources.is_empty() {
+            if let Some(t) = tenant {
+                return Err(EngineError::NoSources(t.to_string()));
+            }
+        }
+        Ok(sources)
+    }
+
+    /// Polls the selected sources once, concurrently (bounded), each isolated from the others.
+    pub async fn poll(
+        &self,
+        tenant: Option<&str>,
+        source: Option<&str>,
+    ) -> Result<Vec<PollReport>, EngineError> {
+        let sources = self.select_sources(tenant, source).await?;
+        Ok(self.poll_many(sources).await)
+    }
+
+    /// Polls every source until none has more waiting (cap or budget reached) or `max_rounds`
+    /// rounds ran. What `serve --until-idle` and `demo --once` use.
+    pub async fn poll_until_idle(&self, max_rounds: usize) -> Result<Vec<PollReport>, EngineError> {
+        let mut all = Vec::new();
+        let mut sources = self.select_sources(None, None).await?;
+        for _ in 0..max_rounds.max(1) {
+            if sources.is_empty() {
+                break;
+            }
+            let reports = self.poll_many(sources).await;
+            let again: HashSet<(String, String)> = reports
+                .iter()
+                .filter(|r| r.has_more())
+                .map(|r| (r.tenant.clone(), r.source.clone()))
+                .collect();
+            all.extend(reports);
+            sources = self
+                .select_sources(None, None)
+                .await?
+                .into_iter()
+                .filter(|s| again.contains(&(s.tenant.clone(), s.name.clone())))
+                .collect();
+        }
+        Ok(all)
+    }
+
+    async fn poll_many(&self, sources: Vec<SourceRecord>) -> Vec<PollReport> {
+        let sem = Arc::new(Semaphore::new(self.inner.opts.concurrency.max(1)));
+        let mut set = JoinSet::new();
+        for (i, src) in sources.into_iter().enumerate() {
+            let engine = self.clone();
+            let sem = sem.clone();
+            set.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                (i, engine.poll_source(&src).await)
+            });
+        }
+        let mut reports: Vec<(usize, PollReport)> = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(r) => reports.push(r),
+                Err(e) => tracing::error!(error = %e, "a poll task panicked"),
+            }
+        }
+        reports.sort_by_key(|(i, _)| *i);
+        reports.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// Polls one source. Never fails: errors are in the report and the source's `last_error`.
+    pub async fn poll_source(&self, src: &SourceRecord) -> PollReport {
+        let started = Instant::now();
+        let mut report = PollReport::new(src);
+        let span =
+            tracing::info_span!("poll", tenant = %src.tenant, source = %src.name, kind = %src.kind);
+        let result = self
+            .poll_source_inner(src, &mut report)
+            .instrument(span)
+            .await;
+        report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let error = result.err();
+        if let Some(e) = &error {
+            report.error = Some(e.clone());
+            tracing::warn!(tenant = %src.tenant, source = %src.name, error = %e, "poll failed");
+        } else {
+            tracing::info!(
+                tenant = %src.tenant, source = %src.name, pages = report.pages,
+                new = report.new_findings, duplicates = report.duplicates,
+                quarantined = report.quarantined, "poll done"
+            );
+        }
+        if let Err(e) = self
+            .inner
+            .store
+            .record_poll(src.id, Timestamp::now(), error.as_deref())
+            .await
+        {
+            tracing::error!(tenant = %src.tenant, source = %src.name, error = %e, "could not record the poll");
+        }
+        report
+    }
+
+    async fn poll_source_inner(
+        &self,
+        src: &SourceRecord,
+        report: &mut PollReport,
+    ) -> Result<(), String> {
+        let settings = SourceSettings::from_json(&src.settings)?;
+        let sealed = src
+            .secret
+            .as_deref()
+            .ok_or_else(|| "no credentials are stored for this source".to_string())?;
+        let secrets = self
+            .inner
+            .key
+            .open_fields(sealed, &aad_for_source(&src.tenant, &src.name))
+            .map_err(|e| e.to_string())?;
+        match &settings {
+            SourceSettings::SecureEndpoint(se) => {
+                let api_key = secrets
+                    .get("api_key")
+                    .cloned()
+                    .ok_or_else(|| "the stored credentials lack `api_key`".to_string())?;
+                let client = SecureEndpointClient::new(
+                    &se.base_url,
+                    &se.client_id,
+                    api_key,
+                    self.inner.http.clone(),
+                )
+                .map_err(|e| e.to_string())?;
+                poll_secure_endpoint(
+                    &self.inner.store,
+                    src,
+                    se,
+                    &client,
+                    self.inner.opts.poll_budget,
+                    report,
+                )
+                .await
+                .map_err(|e: PollError| e.to_string())
+            }
+        }
+    }
+
+    /// Checks the credentials of the selected sources against their vendors.
+    pub async fn check(
+        &self,
+        tenant: Option<&str>,
+    ) -> Result<Vec<(SourceRecord, Result<(), String>)>, EngineError> {
+        let sources = self.select_sources(tenant, None).await?;
+        let mut out = Vec::new();
+        for src in sources {
+            let res = self.check_source(&src).await;
+            out.push((src, res));
+        }
+        Ok(out)
+    }
+
+    async fn check_source(&self, src: &SourceRecord) -> Result<(), String> {
+        let settings = SourceSettings::from_json(&src.settings)?;
+        let sealed = src.secret.as_deref().ok_or("no credentials are stored")?;
+        let secrets = self
+            .inner
+            .key
+            .open_fields(sealed, &aad_for_source(&src.tenant, &src.name))
+            .map_err(|e| e.to_string())?;
+        match &settings {
+            SourceSettings::SecureEndpoint(se) => {
+                let key = secrets
+                    .get("api_key")
+                    .cloned()
+                    .ok_or("the stored credentials lack `api_key`")?;
+                let client = SecureEndpointClient::new(
+                    &se.base_url,
+                    &se.client_id,
+                    key,
+                    self.inner.http.clone(),
+                )
+                .map_err(|e| e.to_string())?;
+                client.check().await.map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// The scheduler of `serve`: polls each source when its interval has passed since its last
+    /// poll, one poll per source at a time, until `shutdown` fires; then waits for the polls in
+    /// flight (each commits page by page, so stopping between pages loses nothing).
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<(), EngineError> {
+        let sem = Arc::new(Semaphore::new(self.inner.opts.concurrency.max(1)));
+        let mut tasks = JoinSet::new();
+        let mut ticker = tokio::time::interval(self.inner.opts.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            while tasks.try_join_next().is_some() {}
+            let now = Timestamp::now();
+            let sources = match self.inner.store.list_sources(None).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot list sources; retrying on the next tick");
+                    continue;
+                }
+            };
+            for src in sources {
+                if !is_due(&src, now) {
+                    continue;
+                }
+                {
+                    let mut in_flight = self
+                        .inner
+                        .in_flight
+                        .lock()
+                        .expect("in-flight set lock poisoned");
+                    if !in_flight.insert(src.id) {
+                        continue;
+                    }
+                }
+                let engine = self.clone();
+                let sem = sem.clone();
+                tasks.spawn(async move {
+                    let _permit = sem.acquire_owned().await;
+                    let report = engine.poll_source(&src).await;
+                    engine
+                        .inner
+                        .in_flight
+                        .lock()
+                        .expect("in-flight set lock poisoned")
+                        .remove(&src.id);
+                    report
+                });
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+fn is_due(src: &SourceRecord, now: Timestamp) -> bool {
+    let interval = SourceSettings::from_json(&src.settings)
+        .map(|s| s.poll().poll_interval())
+        .unwrap_or(Duration::from_secs(60));
+    match src.last_poll_at {
+        None => true,
+        Some(last) => {
+            let interval_us = i64::try_from(interval.as_micros()).unwrap_or(i64::MAX);
+            now.as_micros().saturating_sub(last.as_micros()) >= interval_us
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The pipeline of socbridge: configuration, the scheduler, pollers with real cursors, and
+//! ingest into the store (see ARCHITECTURE.md, "The path of a signal").
+
+pub mod config;
+pub mod engine;
+pub mod poll;
+pub mod settings;
+
+pub use config::{Config, ConfigError, SourceSpec, TenantSpec};
+pub use engine::{ApplyReport, Engine, EngineError, EngineOptions};
+pub use poll::PollReport;
+pub use settings::{PollSettings, SecureEndpointSettings, SourceSettings};

@@ -1,0 +1,190 @@
+//! One poll of one source: ask the vendor for everything since the cursor (minus the overlap),
+//! store it, and move the cursor in the same transaction.
+//!
+//! Secure Endpoint serves events newest first with offset paging. Committing a mark taken from
+//! the newest page before the older pages are stored would lose the older ones on a crash, so
+//! the walk starts at the *oldest* page and moves toward the newest, committing each page with
+//! the mark it justifies. New events arriving during the walk are inserted at the top of the
+//! list and shift every offset by the number that arrived; each answer's `total` tells how many,
+//! and the walk shifts its offset to match, so nothing is skipped (at worst a record is read
+//! twice and the finding key drops it).
+
+use crate::settings::SecureEndpointSettings;
+use serde::Serialize;
+use socbridge_connectors::ConnectorError;
+use socbridge_connectors::secure_endpoint::{
+    EventQuery, EventsPage, SecureEndpointClient, map_page,
+};
+use socbridge_model::{SourceKind, Timestamp};
+use socbridge_store::{IngestBatch, SourceRecord, Store, StoreError};
+use std::time::{Duration, Instant};
+
+/// What one poll did, for the CLI, logs and metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct PollReport {
+    pub tenant: String,
+    pub source: String,
+    pub kind: SourceKind,
+    /// Pages read from the vendor.
+    pub pages: usize,
+    /// Records received (a record read twice counts twice).
+    pub records: usize,
+    pub new_findings: usize,
+    pub duplicates: usize,
+    pub quarantined: usize,
+    pub incidents_created: usize,
+    pub incidents_updated: usize,
+    /// The per-run cap stopped the poll; the rest comes on the next run.
+    pub cap_reached: bool,
+    /// The time budget ran out before the newest page; the rest comes on the next run.
+    pub budget_exhausted: bool,
+    pub mark: Option<Timestamp>,
+    pub error: Option<String>,
+    pub elapsed_ms: u64,
+}
+
+impl PollReport {
+    pub fn new(source: &SourceRecord) -> Self {
+        PollReport {
+            tenant: source.tenant.clone(),
+            source: source.name.clone(),
+            kind: source.kind,
+            pages: 0,
+            records: 0,
+            new_findings: 0,
+            duplicates: 0,
+            quarantined: 0,
+            incidents_created: 0,
+            incidents_updated: 0,
+            cap_reached: false,
+            budget_exhausted: false,
+            mark: source.cursor_mark,
+            error: None,
+            elapsed_ms: 0,
+        }
+    }
+
+    /// More is waiting at the vendor: polling again right away makes progress.
+    pub fn has_more(&self) -> bool {
+        self.error.is_none() && (self.cap_reached || self.budget_exhausted)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error(transparent)]
+    Connector(#[from] ConnectorError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where the poll starts asking from: the mark minus the overlap, or the look-back on the first
+/// run. Never "now": that is how the old integrations lost events.
+pub fn window_start(
+    mark: Option<Timestamp>,
+    now: Timestamp,
+    settings: &SecureEndpointSettings,
+) -> Timestamp {
+    let overlap_us = i64::try_from(settings.poll.overlap().as_micros()).unwrap_or(i64::MAX);
+    let lookback_us = i64::try_from(settings.poll.lookback().as_micros()).unwrap_or(i64::MAX);
+    match mark {
+        Some(m) => m.saturating_sub_micros(overlap_us),
+        None => now.saturating_sub_micros(lookback_us),
+    }
+}
+
+pub(crate) async fn poll_secure_endpoint(
+    store: &Store,
+    source: &SourceRecord,
+    settings: &SecureEndpointSettings,
+    client: &SecureEndpointClient,
+    budget: Duration,
+    report: &mut PollReport,
+) -> Result<(), PollError> {
+    let started = Instant::now();
+    let query = EventQuery {
+        start_date: window_start(source.cursor_mark, Timestamp::now(), settings),
+        event_types: settings.event_types.clone(),
+    };
+    let limit = settings.page_size;
+    let cap = settings.poll.cap_per_run;
+
+    let first = client.events_page(&query, 0, limit).await?;
+    report.pages += 1;
+    if !first.has_next {
+        // The whole window fits in one page.
+        store_page(store, source, first, cap, report).await?;
+        return Ok(());
+    }
+
+    // Several pages: walk from the oldest one toward the newest.
+    let limit64 = u64::from(limit);
+    let mut total = first.total;
+    let mut offset = total.saturating_sub(limit64);
+    loop {
+        if started.elapsed() >= budget {
+            report.budget_exhausted = true;
+            return Ok(());
+        }
+        let page = client.events_page(&query, offset, limit).await?;
+        report.pages += 1;
+        if page.total > total {
+            // Events arrived at the top since `total` was read: everything moved down by that
+            // many places. Re-read at the shifted offset.
+            offset += page.total - total;
+            total = page.total;
+            continue;
+        }
+        if page.total < total {
+            // Records left the window (they aged out or the vendor dropped them); restart the
+            // walk from the oldest page of what is there now. Already stored ones are dropped
+            // by their key.
+            total = page.total;
+            offset = total.saturating_sub(limit64).min(offset);
+            continue;
+        }
+        store_page(store, source, page, cap, report).await?;
+        if report.cap_reached || offset == 0 {
+            return Ok(());
+        }
+        offset = offset.saturating_sub(limit64);
+    }
+}
+
+/// Maps one page and stores it with the mark it justifies, in one transaction.
+async fn store_page(
+    store: &Store,
+    source: &SourceRecord,
+    page: EventsPage,
+    cap: usize,
+    report: &mut PollReport,
+) -> Result<(), StoreError> {
+    report.records += page.events.len();
+    let (findings, quarantined) = map_page(&page.events);
+    for q in &quarantined {
+        tracing::warn!(
+            tenant = %source.tenant, source = %source.name, reason = %q.reason,
+            "record quarantined"
+        );
+    }
+    let outcome = store
+        .ingest(
+            source.id,
+            IngestBatch {
+                findings,
+                quarantined,
+                max_new: Some(cap.saturating_sub(report.new_findings)),
+            },
+        )
+        .await?;
+    report.new_findings += outcome.new_findings;
+    report.duplicates += outcome.duplicates;
+    report.quarantined += outcome.quarantined_new;
+    report.incidents_created += outcome.incidents_created;
+    report.incidents_updated += outcome.incidents_updated;
+    report.cap_reached |= outcome.cap_reached;
+    if outcome.mark.is_some() {
+        report.mark = outcome.mark;
+    }
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! Non-secret settings of a source, stored as JSON in the source's row: where the vendor is,
+//! what to ask for, and how the cursor behaves. Secrets are kept apart, sealed.
+
+use serde::{Deserialize, Serialize};
+use socbridge_connectors::secure_endpoint::HIGH_PRIORITY_EVENT_TYPES;
+use socbridge_model::SourceKind;
+use std::time::Duration;
+
+/// Default poll interval: the old workflows polled every 5 minutes; a minute keeps incidents
+/// fresh well inside Secure Endpoint's 3000 requests an hour.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
+/// First run looks back this far (what the XSOAR integration did).
+pub const DEFAULT_LOOKBACK: Duration = Duration::from_secs(10 * 60);
+/// Each poll re-asks this far behind the mark, catching late and same-second events; the
+/// finding key drops what was already stored.
+pub const DEFAULT_OVERLAP: Duration = Duration::from_secs(2 * 60);
+/// At most this many new findings per run (what XSOAR did), the rest on the next run.
+pub const DEFAULT_CAP_PER_RUN: usize = 500;
+/// Secure Endpoint's maximum page size.
+pub const SECURE_ENDPOINT_MAX_PAGE: u32 = 500;
+pub const SECURE_ENDPOINT_DEFAULT_URL: &str = "https://api.amp.cisco.com";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollSettings {
+    pub poll_interval_secs: u64,
+    pub lookback_secs: u64,
+    pub overlap_secs: u64,
+    pub cap_per_run: usize,
+}
+
+impl Default for PollSettings {
+    fn default() -> Self {
+        PollSettings {
+            poll_interval_secs: DEFAULT_POLL_INTERVAL.as_secs(),
+            lookback_secs: DEFAULT_LOOKBACK.as_secs(),
+            overlap_secs: DEFAULT_OVERLAP.as_secs(),
+            cap_per_run: DEFAULT_CAP_PER_RUN,
+        }
+    }
+}
+
+impl PollSettings {
+    /// These settings with the given values replacing theirs.
+    pub fn overlay(
+        self,
+        poll_interval: Option<Duration>,
+        lookback: Option<Duration>,
+        overlap: Option<Duration>,
+        cap_per_run: Option<usize>,
+    ) -> Self {
+        PollSettings {
+            poll_interval_secs: poll_interval.map_or(self.poll_interval_secs, |d| d.as_secs()),
+            lookback_secs: lookback.map_or(self.lookback_secs, |d| d.as_secs()),
+            overlap_secs: overlap.map_or(self.overlap_secs, |d| d.as_secs()),
+            cap_per_run: cap_per_run.unwrap_or(self.cap_per_run),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.poll_interval_secs == 0 {
+            return Err("`poll_interval` must be at least 1s".into());
+        }
+        if self.cap_per_run == 0 {
+            return Err("`cap_per_run` must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_secs(self.poll_interval_secs)
+    }
+    pub fn lookback(&self) -> Duration {
+        Duration::from_secs(self.lookback_secs)
+    }
+    pub fn overlap(&self) -> Duration {
+        Duration::from_secs(self.overlap_secs)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecureEndpointSettings {
+    pub base_url: String,
+    /// The API client id is an identifier, not a secret; the API key is sealed apart.
+    pub client_id: String,
+    pub event_types: Vec<u64>,
+    pub page_size: u32,
+    #[serde(flatten)]
+    pub poll: PollSettings,
+}
+
+impl SecureEndpointSettings {
+    pub fn new(
+        base_url: Option<String>,
+        client_id: String,
+        event_types: Option<Vec<u64>>,
+        page_size: Option<u32>,
+        poll: PollSettings,
+    ) -> Result<Self, String> {
+        let base_url = base_url.unwrap_or_else(|| SECURE_ENDPOINT_DEFAULT_URL.to_string());
+        let parsed = url::Url::parse(&base_url)
+            .map_err(|e| format!("`base_url` `{base_url}` is not a URL: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(format!("`base_url` `{base_url}` must be http or https"));
+        }
+        if client_id.trim().is_empty() {
+            return Err("`client_id` must not be empty".into());
+        }
+        let page_size = page_size.unwrap_or(SECURE_ENDPOINT_MAX_PAGE);
+        if page_size == 0 || page_size > SECURE_ENDPOINT_MAX_PAGE {
+            return Err(format!(
+                "`page_size` must be between 1 and {SECURE_ENDPOINT_MAX_PAGE}"
+            ));
+        }
+        let event_types = event_types.unwrap_or_else(|| HIGH_PRIORITY_EVENT_TYPES.to_vec());
+        if event_types.is_empty() {
+            return Err(
+                "`event_types` must not be empty (leave it out for the 36 high-priority types)"
+                    .into(),
+            );
+        }
+        Ok(SecureEndpointSettings {
+            base_url,
+            client_id,
+            event_types,
+            page_size,
+            poll,
+        })
+    }
+}
+
+/// The settings of a source, by kind (the JSON in the store carries the kind as a tag).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SourceSettings {
+    SecureEndpoint(SecureEndpointSettings),
+}
+
+impl SourceSettings {
+    pub fn kind(&self) -> SourceKind {
+        match self {
+            SourceSettings::SecureEndpoint(_) => SourceKind::SecureEndpoint,
+        }
+    }
+
+    pub fn poll(&self) -> &PollSettings {
+        match self {
+            SourceSettings::SecureEndpoint(s) => &s.poll,
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("settings are plain data and always serialise")
+    }
+
+    pub fn from_json(v: &serde_json::Value) -> Result<Self, String> {
+        serde_json::from_value(v.clone())
+            .map_err(|e| format!("stored settings are unreadable: {e}"))
+    }
+}

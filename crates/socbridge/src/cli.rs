@@ -1,0 +1,246 @@
+//! The command line: every option also reads `SOCBRIDGE_<NAME>` from the environment.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "socbridge",
+    version,
+    about = "Vendor alert -> incident -> ticket -> containment -> closure, for many tenants at once.",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Declarative configuration (TOML): tenants and their sources, secrets by env var name.
+    #[arg(long, global = true, env = "SOCBRIDGE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Holds the embedded SQLite database and the master key file.
+    #[arg(
+        long,
+        global = true,
+        env = "SOCBRIDGE_DATA_DIR",
+        default_value = "./socbridge-data",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `postgres://...`; default: SQLite in the data dir.
+    #[arg(
+        long,
+        global = true,
+        env = "SOCBRIDGE_DATABASE_URL",
+        value_name = "URL"
+    )]
+    pub database_url: Option<String>,
+    /// How listings and results are printed.
+    #[arg(long, global = true, env = "SOCBRIDGE_OUTPUT", value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Log filter (tracing syntax, e.g. `debug` or `socbridge_engine=trace`); logs go to stderr.
+    #[arg(long, global = true, env = "SOCBRIDGE_LOG", value_name = "FILTER")]
+    pub log: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the built-in emulators and the whole pipeline on a fresh demo database.
+    Demo(DemoArgs),
+    /// The daemon: scheduler and workers (`--until-idle`: poll every source once and exit).
+    Serve(ServeArgs),
+    /// The vendor emulators alone, for tests, demos and benchmarks.
+    Sim(SimArgs),
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage a tenant's sources.
+    #[command(subcommand)]
+    Source(SourceCommand),
+    /// Authenticate against each configured source and say what works.
+    Check(CheckArgs),
+    /// Poll now: one tenant's sources, or one of them.
+    Fetch(FetchArgs),
+    /// List, read and update incidents.
+    #[command(subcommand)]
+    Incidents(IncidentsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Run until every emulated signal is stored, print a summary and exit.
+    #[arg(long, env = "SOCBRIDGE_ONCE")]
+    pub once: bool,
+    /// Demo tenants to create.
+    #[arg(long, env = "SOCBRIDGE_TENANTS", default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=500))]
+    pub tenants: u16,
+    /// Fixes the generated data.
+    #[arg(long, env = "SOCBRIDGE_SEED", default_value_t = 7)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Poll every source once (more rounds while a cap or budget left work), then exit.
+    #[arg(long, env = "SOCBRIDGE_UNTIL_IDLE")]
+    pub until_idle: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// Address of the first emulator; port 0 picks free ports.
+    #[arg(long, env = "SOCBRIDGE_LISTEN", default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    #[arg(long, env = "SOCBRIDGE_TENANTS", default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=2000))]
+    pub tenants: u16,
+    #[arg(long, env = "SOCBRIDGE_SEED", default_value_t = 7)]
+    pub seed: u64,
+    /// New events per tenant per minute; 0 serves a fixed data set.
+    #[arg(long, env = "SOCBRIDGE_RATE", default_value_t = 6.0)]
+    pub rate: f64,
+    /// Events each tenant starts with, spread over the last 8 minutes.
+    #[arg(long, env = "SOCBRIDGE_INITIAL_EVENTS", default_value_t = 60)]
+    pub initial_events: usize,
+    /// Write the URLs and tenant credentials here (JSON) once every emulator listens.
+    #[arg(long, env = "SOCBRIDGE_ENDPOINTS_FILE", value_name = "FILE")]
+    pub endpoints_file: Option<PathBuf>,
+    /// Write a ready socbridge.toml pointing at the emulators (secrets in an env file beside it).
+    #[arg(long, env = "SOCBRIDGE_WRITE_CONFIG", value_name = "FILE")]
+    pub write_config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant.
+    Add {
+        name: String,
+        #[arg(long)]
+        display_name: Option<String>,
+    },
+    /// List tenants.
+    List,
+    /// Show one tenant with its sources.
+    Show { name: String },
+    /// Remove a tenant and everything it owns (sources, findings, incidents).
+    Remove { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SourceCommand {
+    /// Add (or update) a source of a tenant. The secret comes from an environment variable,
+    /// stdin or a prompt, never from a plain flag.
+    Add(SourceAddArgs),
+    /// List sources with their cursor and last poll.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Remove a source.
+    Remove {
+        #[arg(long)]
+        tenant: String,
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SourceAddArgs {
+    #[arg(long)]
+    pub tenant: String,
+    /// Unique within the tenant, e.g. `secure-endpoint`.
+    #[arg(long)]
+    pub name: String,
+    /// `secure_endpoint` (more kinds come with their connectors).
+    #[arg(long)]
+    pub kind: String,
+    /// Vendor API base URL (default: the vendor's North America host).
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// Secure Endpoint API client id.
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// Read the API key from this environment variable.
+    #[arg(long, value_name = "VAR", conflicts_with = "api_key_stdin")]
+    pub api_key_env: Option<String>,
+    /// Read the API key from the first line of stdin.
+    #[arg(long)]
+    pub api_key_stdin: bool,
+    /// Event type ids to fetch (default: the 36 high-priority types).
+    #[arg(long, value_delimiter = ',')]
+    pub event_types: Option<Vec<u64>>,
+    /// e.g. `60s`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub poll_interval: Option<std::time::Duration>,
+    /// First run looks back this far, e.g. `10m`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub lookback: Option<std::time::Duration>,
+    /// Each poll re-reads this far behind its mark, e.g. `2m`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub overlap: Option<std::time::Duration>,
+    /// New findings per run at most; the rest come on the next run.
+    #[arg(long)]
+    pub cap_per_run: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[arg(long)]
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    #[arg(long)]
+    pub tenant: String,
+    #[arg(long)]
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentsCommand {
+    /// List incidents, most recently active first.
+    List(ListArgs),
+    /// One incident with its findings, observables, ticket, actions and timeline.
+    Get { id: i64 },
+    /// Change status, resolution, assignee, or add a comment.
+    Update(UpdateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only these tenants (repeat or comma-separate).
+    #[arg(long, value_delimiter = ',')]
+    pub tenant: Vec<String>,
+    /// Active since: a duration back from now (`24h`, `90m`) or an RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Comma list of informational, low, medium, high, critical.
+    #[arg(long, value_delimiter = ',')]
+    pub severity: Vec<String>,
+    /// Incidents that involve this IP address.
+    #[arg(long)]
+    pub source_ip: Option<String>,
+    /// Comma list of new, in_progress, on_hold, resolved, closed.
+    #[arg(long, value_delimiter = ',')]
+    pub status: Vec<String>,
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub limit: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    pub id: i64,
+    #[arg(long)]
+    pub status: Option<String>,
+    #[arg(long)]
+    pub resolution: Option<String>,
+    #[arg(long)]
+    pub assignee: Option<String>,
+    #[arg(long)]
+    pub comment: Option<String>,
+}

@@ -1,0 +1,443 @@
+//! Tenant, source, fetch, check and serve commands.
+
+use crate::cli::{Cli, Command, Output, SourceAddArgs, SourceCommand, TenantCommand};
+use crate::{bad_input, incidents, load_config, master_key, open_store};
+use anyhow::Context as _;
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use secrecy::SecretString;
+use socbridge_engine::{
+    Engine, EngineOptions, PollReport, PollSettings, SecureEndpointSettings, SourceSettings,
+};
+use socbridge_model::{SourceKind, SourceName, TenantName, Timestamp};
+use socbridge_secrets::SecretFields;
+use socbridge_store::SourceRecord;
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+pub async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let store = open_store(cli).await?;
+    let result = dispatch(cli, store.clone()).await;
+    store.close().await;
+    result
+}
+
+async fn dispatch(cli: &Cli, store: socbridge_store::Store) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Incidents(cmd) => incidents::run(cli, &store, cmd).await,
+        Command::Tenant(cmd) => tenant(cli, &store, cmd).await,
+        Command::Source(cmd) => {
+            let engine = Engine::new(store.clone(), master_key(cli)?, EngineOptions::default());
+            source(cli, &engine, cmd).await
+        }
+        Command::Fetch(args) => {
+            let engine = engine_with_config(cli, store).await?;
+            let reports = engine
+                .poll(Some(&args.tenant), args.source.as_deref())
+                .await?;
+            print_reports(cli.output, &reports)?;
+            Ok(exit_for(&reports))
+        }
+        Command::Check(args) => {
+            let engine = engine_with_config(cli, store).await?;
+            let results = engine.check(args.tenant.as_deref()).await?;
+            let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+            match cli.output {
+                Output::Json => {
+                    let rows: Vec<_> = results
+                        .iter()
+                        .map(|(s, r)| {
+                            serde_json::json!({
+                                "tenant": s.tenant, "source": s.name, "kind": s.kind,
+                                "ok": r.is_ok(), "error": r.as_ref().err(),
+                            })
+                        })
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                }
+                Output::Table => {
+                    let mut t = table(&["TENANT", "SOURCE", "KIND", "RESULT"]);
+                    for (s, r) in &results {
+                        let res = match r {
+                            Ok(()) => "ok".to_string(),
+                            Err(e) => format!("FAILED: {e}"),
+                        };
+                        t.add_row(vec![
+                            s.tenant.clone(),
+                            s.name.clone(),
+                            s.kind.to_string(),
+                            res,
+                        ]);
+                    }
+                    println!("{t}");
+                }
+            }
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+        Command::Serve(args) => {
+            let engine = engine_with_config(cli, store).await?;
+            if args.until_idle {
+                let reports = engine.poll_until_idle(1000).await?;
+                print_reports(cli.output, &reports)?;
+                return Ok(exit_for(&reports));
+            }
+            let shutdown = CancellationToken::new();
+            let trigger = shutdown.clone();
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                tracing::info!("shutting down: finishing polls in flight");
+                trigger.cancel();
+            });
+            tracing::info!("socbridge serve: scheduler running (Ctrl-C or SIGTERM to stop)");
+            engine.run(shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sim(_) | Command::Demo(_) => unreachable!("dispatched in main"),
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn engine_with_config(cli: &Cli, store: socbridge_store::Store) -> anyhow::Result<Engine> {
+    let config = load_config(cli)?;
+    let engine = Engine::new(store, master_key(cli)?, EngineOptions::default());
+    if let Some(cfg) = &config {
+        let applied = engine.apply_config(cfg).await?;
+        tracing::info!(tenants = applied.tenants, sources = applied.sources, config = %cfg.path.display(), "config applied");
+    }
+    Ok(engine)
+}
+
+/// 0 when every poll succeeded, 1 when any source failed (its error is in the output).
+fn exit_for(reports: &[PollReport]) -> ExitCode {
+    let failed: Vec<_> = reports.iter().filter(|r| r.error.is_some()).collect();
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{} of {} source polls failed", failed.len(), reports.len());
+        ExitCode::from(1)
+    }
+}
+
+pub fn table(headers: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY);
+    t.set_header(headers.to_vec());
+    t
+}
+
+fn print_reports(output: Output, reports: &[PollReport]) -> anyhow::Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(reports)?),
+        Output::Table => {
+            let mut t = table(&[
+                "TENANT",
+                "SOURCE",
+                "PAGES",
+                "RECORDS",
+                "NEW",
+                "DUPLICATE",
+                "QUARANTINED",
+                "INCIDENTS+",
+                "MARK",
+                "RESULT",
+            ]);
+            for r in reports {
+                let result = match &r.error {
+                    Some(e) => format!("FAILED: {e}"),
+                    None if r.cap_reached => "ok (cap reached, more next run)".into(),
+                    None if r.budget_exhausted => "ok (time budget reached, more next run)".into(),
+                    None => "ok".into(),
+                };
+                t.add_row(vec![
+                    r.tenant.clone(),
+                    r.source.clone(),
+                    r.pages.to_string(),
+                    r.records.to_string(),
+                    r.new_findings.to_string(),
+                    r.duplicates.to_string(),
+                    r.quarantined.to_string(),
+                    r.incidents_created.to_string(),
+                    r.mark
+                        .map(|m| m.to_rfc3339_seconds())
+                        .unwrap_or_else(|| "-".into()),
+                    result,
+                ]);
+            }
+            println!("{t}");
+        }
+    }
+    Ok(())
+}
+
+async fn tenant(
+    cli: &Cli,
+    store: &socbridge_store::Store,
+    cmd: &TenantCommand,
+) -> anyhow::Result<ExitCode> {
+    match cmd {
+        TenantCommand::Add { name, display_name } => {
+            let name = TenantName::new(name.clone())?;
+            let t = store
+                .create_tenant(&name, display_name.as_deref())
+                .await
+                .map_err(|e| match e {
+                    socbridge_store::StoreError::Conflict { .. } => {
+                        bad_input(format!("tenant `{name}` already exists"))
+                    }
+                    other => other.into(),
+                })?;
+            match cli.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&tenant_json(&t))?),
+                Output::Table => println!("tenant `{}` created", t.name),
+            }
+        }
+        TenantCommand::List => {
+            let tenants = store.list_tenants().await?;
+            let sources = store.list_sources(None).await?;
+            match cli.output {
+                Output::Json => {
+                    let rows: Vec<_> = tenants.iter().map(tenant_json).collect();
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                }
+                Output::Table => {
+                    let mut t = table(&["TENANT", "DISPLAY NAME", "SOURCES", "CREATED"]);
+                    for tn in &tenants {
+                        let n = sources.iter().filter(|s| s.tenant == tn.name).count();
+                        t.add_row(vec![
+                            tn.name.clone(),
+                            tn.display_name.clone().unwrap_or_default(),
+                            n.to_string(),
+                            tn.created_at.to_rfc3339_seconds(),
+                        ]);
+                    }
+                    println!("{t}");
+                }
+            }
+        }
+        TenantCommand::Show { name } => {
+            let t = store
+                .get_tenant(name)
+                .await?
+                .ok_or_else(|| bad_input(format!("no tenant named `{name}`")))?;
+            let sources = store.list_sources(Some(name)).await?;
+            let counts = store.counts(Some(name)).await?;
+            match cli.output {
+                Output::Json => {
+                    let mut v = tenant_json(&t);
+                    v["sources"] =
+                        serde_json::Value::Array(sources.iter().map(source_json).collect());
+                    v["findings"] = counts.findings.into();
+                    v["incidents"] = counts.incidents.into();
+                    v["open_incidents"] = counts.open_incidents.into();
+                    v["quarantined"] = counts.quarantined.into();
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                }
+                Output::Table => {
+                    println!("tenant:        {}", t.name);
+                    if let Some(d) = &t.display_name {
+                        println!("display name:  {d}");
+                    }
+                    println!("created:       {}", t.created_at.to_rfc3339_seconds());
+                    println!(
+                        "findings: {}  incidents: {} ({} open)  quarantined: {}",
+                        counts.findings,
+                        counts.incidents,
+                        counts.open_incidents,
+                        counts.quarantined
+                    );
+                    print_sources(&sources);
+                }
+            }
+        }
+        TenantCommand::Remove { name } => {
+            if !store.remove_tenant(name).await? {
+                return Err(bad_input(format!("no tenant named `{name}`")));
+            }
+            if cli.output == Output::Table {
+                println!("tenant `{name}` removed with its sources, findings and incidents");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tenant_json(t: &socbridge_store::TenantRecord) -> serde_json::Value {
+    serde_json::json!({"name": t.name, "display_name": t.display_name, "created_at": t.created_at})
+}
+
+/// A source as shown to users: settings and cursor, and whether a secret is stored (never it).
+fn source_json(s: &SourceRecord) -> serde_json::Value {
+    serde_json::json!({
+        "tenant": s.tenant, "name": s.name, "kind": s.kind, "settings": s.settings,
+        "has_secret": s.secret.is_some(), "cursor_mark": s.cursor_mark,
+        "last_poll_at": s.last_poll_at, "last_ok_at": s.last_ok_at, "last_error": s.last_error,
+    })
+}
+
+fn print_sources(sources: &[SourceRecord]) {
+    let mut t = table(&[
+        "TENANT",
+        "SOURCE",
+        "KIND",
+        "CURSOR",
+        "LAST POLL",
+        "LAST ERROR",
+    ]);
+    let fmt = |t: Option<Timestamp>| {
+        t.map(|t| t.to_rfc3339_seconds())
+            .unwrap_or_else(|| "-".into())
+    };
+    for s in sources {
+        t.add_row(vec![
+            s.tenant.clone(),
+            s.name.clone(),
+            s.kind.to_string(),
+            fmt(s.cursor_mark),
+            fmt(s.last_poll_at),
+            s.last_error.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+}
+
+async fn source(cli: &Cli, engine: &Engine, cmd: &SourceCommand) -> anyhow::Result<ExitCode> {
+    let store = engine.store();
+    match cmd {
+        SourceCommand::Add(args) => {
+            let (name, settings, secrets) = source_from_args(args)?;
+            let rec = engine
+                .save_source(&args.tenant, &name, &settings, Some(&secrets))
+                .await?;
+            match cli.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&source_json(&rec))?),
+                Output::Table => println!(
+                    "source `{}/{}` saved ({}); its secret is stored encrypted",
+                    rec.tenant, rec.name, rec.kind
+                ),
+            }
+        }
+        SourceCommand::List { tenant } => {
+            if let Some(t) = tenant {
+                if store.get_tenant(t).await?.is_none() {
+                    return Err(bad_input(format!("no tenant named `{t}`")));
+                }
+            }
+            let sources = store.list_sources(tenant.as_deref()).await?;
+            match cli.output {
+                Output::Json => {
+                    let rows: Vec<_> = sources.iter().map(source_json).collect();
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                }
+                Output::Table => print_sources(&sources),
+            }
+        }
+        SourceCommand::Remove { tenant, name } => {
+            if !store.remove_source(tenant, name).await? {
+                return Err(bad_input(format!(
+                    "tenant `{tenant}` has no source named `{name}`"
+                )));
+            }
+            if cli.output == Output::Table {
+                println!("source `{tenant}/{name}` removed");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn source_from_args(
+    args: &SourceAddArgs,
+) -> anyhow::Result<(SourceName, SourceSettings, SecretFields)> {
+    let name = SourceName::new(args.name.clone())?;
+    let kind: SourceKind = args
+        .kind
+        .parse()
+        .map_err(|e: socbridge_model::source::UnknownSourceKind| bad_input(e.to_string()))?;
+    let poll = PollSettings::default().overlay(
+        args.poll_interval,
+        args.lookback,
+        args.overlap,
+        args.cap_per_run,
+    );
+    poll.validate().map_err(bad_input)?;
+    match kind {
+        SourceKind::SecureEndpoint => {
+            let client_id = args
+                .client_id
+                .clone()
+                .ok_or_else(|| bad_input("--client-id is required for --kind secure_endpoint"))?;
+            let settings = SecureEndpointSettings::new(
+                args.base_url.clone(),
+                client_id,
+                args.event_types.clone(),
+                None,
+                poll,
+            )
+            .map_err(bad_input)?;
+            let key = read_secret(args, "API key")?;
+            Ok((
+                name,
+                SourceSettings::SecureEndpoint(settings),
+                SecretFields::new().with("api_key", key),
+            ))
+        }
+        other => Err(bad_input(format!(
+            "kind `{other}` is not supported by this version of socbridge yet"
+        ))),
+    }
+}
+
+/// The secret from `--api-key-env VAR`, `--api-key-stdin`, or a prompt on a terminal.
+fn read_secret(args: &SourceAddArgs, what: &str) -> anyhow::Result<SecretString> {
+    let value = if let Some(var) = &args.api_key_env {
+        std::env::var(var).map_err(|_| {
+            bad_input(format!(
+                "environment variable `{var}` (--api-key-env) is not set"
+            ))
+        })?
+    } else if args.api_key_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the secret from stdin")?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(format!("{what}: "))
+            .context("cannot read the secret at the prompt")?
+    } else {
+        return Err(bad_input(format!(
+            "no {what} given: use --api-key-env VAR or --api-key-stdin, or run in a terminal to be prompted"
+        )));
+    };
+    if value.trim().is_empty() {
+        return Err(bad_input(format!("the {what} is empty")));
+    }
+    Ok(SecretString::from(value))
+}

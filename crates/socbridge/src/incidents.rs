@@ -1,0 +1,244 @@
+//! `socbridge incidents list|get|update`.
+
+use crate::bad_input;
+use crate::cli::{Cli, IncidentsCommand, ListArgs, Output, UpdateArgs};
+use crate::commands::table;
+use socbridge_model::{
+    IncidentDetail, IncidentFilter, IncidentStatus, IncidentUpdate, IncidentView, Severity,
+    Timestamp,
+};
+use socbridge_store::Store;
+use std::process::ExitCode;
+
+pub async fn run(cli: &Cli, store: &Store, cmd: &IncidentsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        IncidentsCommand::List(args) => {
+            let filter = filter_from_args(args, Timestamp::now())?;
+            let incidents = store.list_incidents(&filter).await?;
+            match cli.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&incidents)?),
+                Output::Table => print_list(&incidents),
+            }
+        }
+        IncidentsCommand::Get { id } => {
+            let detail = store
+                .get_incident(*id, None)
+                .await?
+                .ok_or_else(|| bad_input(format!("no incident with id {id}")))?;
+            match cli.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&detail)?),
+                Output::Table => print_detail(&detail),
+            }
+        }
+        IncidentsCommand::Update(args) => {
+            let update = update_from_args(args)?;
+            let view = store
+                .update_incident(args.id, None, &update)
+                .await
+                .map_err(|e| match e {
+                    socbridge_store::StoreError::Conflict { detail } => bad_input(detail),
+                    other => other.into(),
+                })?
+                .ok_or_else(|| bad_input(format!("no incident with id {}", args.id)))?;
+            match cli.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&view)?),
+                Output::Table => println!(
+                    "incident {} updated: status {}, severity {}",
+                    view.id, view.status, view.severity
+                ),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the list filter from the flags; every bad value is named.
+pub fn filter_from_args(args: &ListArgs, now: Timestamp) -> anyhow::Result<IncidentFilter> {
+    let since = args
+        .since
+        .as_deref()
+        .map(|s| parse_since(s, now))
+        .transpose()?;
+    let severities = args
+        .severity
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            s.parse::<Severity>()
+                .map_err(|e| bad_input(format!("--severity: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let statuses = args
+        .status
+        .iter()
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            s.parse::<IncidentStatus>()
+                .map_err(|e| bad_input(format!("--status: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(ip) = &args.source_ip {
+        ip.parse::<std::net::IpAddr>()
+            .map_err(|_| bad_input(format!("--source-ip: `{ip}` is not an IP address")))?;
+    }
+    Ok(IncidentFilter {
+        tenants: args
+            .tenant
+            .iter()
+            .filter(|t| !t.is_empty())
+            .cloned()
+            .collect(),
+        since,
+        severities,
+        statuses,
+        source_ip: args.source_ip.clone(),
+        limit: Some(args.limit),
+    })
+}
+
+/// `24h`, `90m`, `2d` back from `now`, or an RFC 3339 time.
+pub fn parse_since(s: &str, now: Timestamp) -> anyhow::Result<Timestamp> {
+    if let Ok(d) = humantime::parse_duration(s) {
+        return now
+            .checked_sub(d)
+            .ok_or_else(|| bad_input(format!("--since: `{s}` reaches too far back")));
+    }
+    Timestamp::parse_rfc3339(s).map_err(|_| {
+        bad_input(format!(
+            "--since: `{s}` is neither a duration (24h, 90m) nor an RFC 3339 time (2024-05-01T10:00:00Z)"
+        ))
+    })
+}
+
+fn update_from_args(args: &UpdateArgs) -> anyhow::Result<IncidentUpdate> {
+    let status = args
+        .status
+        .as_deref()
+        .map(|s| {
+            s.parse::<IncidentStatus>()
+                .map_err(|e| bad_input(format!("--status: {e}")))
+        })
+        .transpose()?;
+    let update = IncidentUpdate {
+        status,
+        resolution: args.resolution.clone(),
+        assignee: args.assignee.clone(),
+        comment: args.comment.clone(),
+        actor: actor(),
+    };
+    if update.is_empty() {
+        return Err(bad_input(
+            "nothing to update: give at least one of --status, --resolution, --assignee, --comment",
+        ));
+    }
+    Ok(update)
+}
+
+/// Who is making a change from the CLI, for the timeline.
+fn actor() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
+fn print_list(incidents: &[IncidentView]) {
+    let mut t = table(&[
+        "ID", "TENANT", "SEVERITY", "STATUS", "FINDINGS", "UPDATED", "TITLE",
+    ]);
+    for i in incidents {
+        t.add_row(vec![
+            i.id.to_string(),
+            i.tenant.clone(),
+            i.severity.to_string(),
+            i.status.to_string(),
+            i.finding_count.to_string(),
+            i.updated_at.to_rfc3339_seconds(),
+            i.title.clone(),
+        ]);
+    }
+    println!("{t}");
+    println!("{} incident(s)", incidents.len());
+}
+
+fn print_detail(d: &IncidentDetail) {
+    let i = &d.incident;
+    println!("incident {}  [{}]  {}", i.id, i.tenant, i.title);
+    println!("severity: {}   status: {}", i.severity, i.status);
+    if let Some(a) = &i.assignee {
+        println!("assignee: {a}");
+    }
+    if let Some(r) = &i.resolution {
+        println!("resolution: {r}");
+    }
+    let sources: Vec<_> = i.sources.iter().map(|s| s.to_string()).collect();
+    println!("sources: {}", sources.join(", "));
+    println!(
+        "created: {}   updated: {}   first seen: {}   last seen: {}",
+        i.created_at.to_rfc3339_seconds(),
+        i.updated_at.to_rfc3339_seconds(),
+        i.first_seen.to_rfc3339_seconds(),
+        i.last_seen.to_rfc3339_seconds()
+    );
+    match &i.ticket {
+        Some(tk) => println!(
+            "ticket: {} {} ({}) {}",
+            tk.system, tk.number, tk.state, tk.url
+        ),
+        None => println!("ticket: none"),
+    }
+    if !i.actions.is_empty() {
+        println!("actions:");
+        for a in &i.actions {
+            println!("  {} {} -> {}", a.kind, a.target, a.state);
+        }
+    }
+    println!("\nobservables:");
+    let mut t = table(&["TYPE", "VALUE"]);
+    for o in &i.observables {
+        t.add_row(vec![o.kind.to_string(), o.value.clone()]);
+    }
+    println!("{t}");
+    println!("\nfindings ({}):", d.findings.len());
+    let mut t = table(&["ID", "OBSERVED", "SEVERITY", "SOURCE", "TITLE"]);
+    for f in &d.findings {
+        t.add_row(vec![
+            f.id.to_string(),
+            f.observed_at.to_rfc3339_seconds(),
+            f.severity.to_string(),
+            f.source.clone(),
+            f.title.clone(),
+        ]);
+    }
+    println!("{t}");
+    println!("\ntimeline:");
+    for e in &d.timeline {
+        println!(
+            "  {}  {:<18} {:<16} {}",
+            e.at.to_rfc3339_seconds(),
+            e.kind,
+            e.actor,
+            e.detail
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_accepts_durations_and_times_and_names_bad_input() {
+        let now = Timestamp::parse_rfc3339("2024-05-02T10:00:00Z").unwrap();
+        assert_eq!(
+            parse_since("24h", now).unwrap().to_rfc3339_seconds(),
+            "2024-05-01T10:00:00+00:00"
+        );
+        assert_eq!(
+            parse_since("2024-05-01T08:00:00Z", now)
+                .unwrap()
+                .to_rfc3339_seconds(),
+            "2024-05-01T08:00:00+00:00"
+        );
+        let err = parse_since("yesterday", now).unwrap_err().to_string();
+        assert!(err.contains("yesterday"), "{err}");
+    }
+}
