@@ -1,6 +1,9 @@
 //! The control API under `/_sim/` (no authentication, same port): counters, fault rates,
 //! adding events, the whole data set of a tenant (the witness tests compare against), and the
 //! rate limit. Its answers are plain JSON, not the vendor's envelopes: it is ours.
+//!
+//! ServiceNow has its own part under `/_sim/servicenow/`: `faults`, `outage`, `rate_limit`,
+//! `webhook`, `tokens/expire`, and the stored `incidents` and `journal` (the witness view).
 
 use crate::state::{self, Shared};
 use crate::{AddEvents, Faults};
@@ -9,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +28,21 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             "/secure_endpoint/rate_limit",
             get(get_rate_limit).post(set_rate_limit),
         )
+        .route("/servicenow/faults", get(sn_get_faults).post(sn_set_faults))
+        .route("/servicenow/outage", get(sn_get_outage).post(sn_set_outage))
+        .route(
+            "/servicenow/rate_limit",
+            get(sn_get_rate_limit).post(sn_set_rate_limit),
+        )
+        .route(
+            "/servicenow/webhook",
+            get(sn_get_webhook)
+                .post(sn_set_webhook)
+                .delete(sn_delete_webhook),
+        )
+        .route("/servicenow/tokens/expire", post(sn_expire_tokens))
+        .route("/servicenow/incidents", get(sn_incidents))
+        .route("/servicenow/journal", get(sn_journal))
         .fallback(unknown)
         .with_state(shared)
 }
@@ -60,7 +78,7 @@ async fn unknown() -> Response {
 }
 
 async fn counters(State(sim): State<Arc<Shared>>) -> Response {
-    let c = sim.lock().counters();
+    let c = sim.counters();
     json(StatusCode::OK, &c)
 }
 
@@ -176,4 +194,135 @@ async fn set_rate_limit(State(sim): State<Arc<Shared>>, body: Bytes) -> Response
     sim.lock()
         .set_rate_limit(rl.limit, Duration::from_secs(rl.window_secs));
     json(StatusCode::OK, &rl)
+}
+
+/// The ServiceNow instance, or the 404 that says it is disabled.
+fn instance(sim: &Shared) -> Result<&Arc<crate::servicenow::Sn>, Box<Response>> {
+    sim.servicenow.as_ref().ok_or_else(|| {
+        Box::new(error(
+            StatusCode::NOT_FOUND,
+            "the ServiceNow emulator is disabled",
+        ))
+    })
+}
+
+/// Unwraps a `Result<T, Box<Response>>` in a handler.
+macro_rules! or_answer {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return *r,
+        }
+    };
+}
+
+async fn sn_get_faults(State(sim): State<Arc<Shared>>) -> Response {
+    let sn = or_answer!(instance(&sim));
+    let f = sn.lock().faults.clone();
+    json(StatusCode::OK, &f)
+}
+
+/// `POST /_sim/servicenow/faults`: replaces the rates (members left out are 0).
+async fn sn_set_faults(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
+    let sn = or_answer!(instance(&sim));
+    let f: crate::ServiceNowFaults = or_answer!(parse(&body));
+    if !crate::servicenow::faults_valid(&f) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "every rate_* must be a probability between 0 and 1",
+        );
+    }
+    sn.lock().faults = f.clone();
+    json(StatusCode::OK, &f)
+}
+
+#[derive(Serialize, Deserialize)]
+struct Outage {
+    on: bool,
+}
+
+async fn sn_get_outage(State(sim): State<Arc<Shared>>) -> Response {
+    let sn = or_answer!(instance(&sim));
+    let on = sn.lock().outage;
+    json(StatusCode::OK, &Outage { on })
+}
+
+/// `POST /_sim/servicenow/outage` `{"on": true}`: every instance request answers 503.
+async fn sn_set_outage(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
+    let sn = or_answer!(instance(&sim));
+    let o: Outage = or_answer!(parse(&body));
+    sn.lock().outage = o.on;
+    json(StatusCode::OK, &o)
+}
+
+async fn sn_get_rate_limit(State(sim): State<Arc<Shared>>) -> Response {
+    let sn = or_answer!(instance(&sim));
+    let rl = sn.lock().rate_limit.clone();
+    json(StatusCode::OK, &rl)
+}
+
+/// `POST /_sim/servicenow/rate_limit` `{"limit": n, "window_secs": s}`; `null` or a limit
+/// of 0 turns it off.
+async fn sn_set_rate_limit(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
+    let sn = or_answer!(instance(&sim));
+    let rl: Option<crate::ServiceNowRateLimit> = or_answer!(parse(&body));
+    if rl.as_ref().is_some_and(|r| r.window_secs == 0) {
+        return error(StatusCode::BAD_REQUEST, "window_secs must be at least 1");
+    }
+    let mut st = sn.lock();
+    st.set_rate_limit(rl);
+    let now = st.rate_limit.clone();
+    drop(st);
+    json(StatusCode::OK, &now)
+}
+
+async fn sn_get_webhook(State(sim): State<Arc<Shared>>) -> Response {
+    let sn = or_answer!(instance(&sim));
+    let v = crate::servicenow::webhook_setting(&sn.lock());
+    json(StatusCode::OK, &v)
+}
+
+/// `POST /_sim/servicenow/webhook` `{"url", "secret"?, "header"?}`.
+async fn sn_set_webhook(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
+    let sn = or_answer!(instance(&sim));
+    let hook: crate::ServiceNowWebhook = or_answer!(parse(&body));
+    if let Err(e) = crate::servicenow::webhook_valid(&hook) {
+        return error(StatusCode::BAD_REQUEST, e);
+    }
+    let mut st = sn.lock();
+    crate::servicenow::set_webhook(&mut st, Some(hook));
+    let v = crate::servicenow::webhook_setting(&st);
+    drop(st);
+    json(StatusCode::OK, &v)
+}
+
+/// `DELETE /_sim/servicenow/webhook`: stop pushing.
+async fn sn_delete_webhook(State(sim): State<Arc<Shared>>) -> Response {
+    let sn = or_answer!(instance(&sim));
+    let mut st = sn.lock();
+    crate::servicenow::set_webhook(&mut st, None);
+    let v = crate::servicenow::webhook_setting(&st);
+    drop(st);
+    json(StatusCode::OK, &v)
+}
+
+/// `POST /_sim/servicenow/tokens/expire`: every access token stops working.
+async fn sn_expire_tokens(State(sim): State<Arc<Shared>>) -> Response {
+    let sn = or_answer!(instance(&sim));
+    let n = sn.lock().expire_tokens();
+    json(StatusCode::OK, &serde_json::json!({ "expired": n }))
+}
+
+/// `GET /_sim/servicenow/incidents`: every incident as stored, oldest first.
+async fn sn_incidents(State(sim): State<Arc<Shared>>) -> Response {
+    let sn = or_answer!(instance(&sim));
+    let v = crate::servicenow::dump_incidents(&sn.lock());
+    json(StatusCode::OK, &v)
+}
+
+/// `GET /_sim/servicenow/journal`: every journal entry, oldest first.
+async fn sn_journal(State(sim): State<Arc<Shared>>) -> Response {
+    let sn = or_answer!(instance(&sim));
+    let v = crate::servicenow::dump_journal(&sn.lock());
+    json(StatusCode::OK, &v)
 }

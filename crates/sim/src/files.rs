@@ -55,8 +55,47 @@ pub(crate) fn api_key_env(tenant: &str) -> String {
 /// The name of the env file written beside the config.
 const ENV_FILE: &str = "socbridge.env";
 
+/// Env variables of the ServiceNow integration user's secrets (one instance for all tenants,
+/// so no tenant prefix).
+pub(crate) const SERVICENOW_PASSWORD_ENV: &str = "SERVICENOW_PASSWORD";
+pub(crate) const SERVICENOW_CLIENT_SECRET_ENV: &str = "SERVICENOW_CLIENT_SECRET";
+pub(crate) const SERVICENOW_WEBHOOK_SECRET_ENV: &str = "SERVICENOW_WEBHOOK_SECRET";
+
+/// The `[servicenow]` section: where the instance is, who socbridge is there, and the names
+/// of the env variables holding its secrets. `active: false` writes it commented out, so a
+/// socbridge whose config has no such section yet (unknown keys are errors) still loads.
+fn servicenow_section(sn: &crate::ServiceNowEndpoints, active: bool) -> String {
+    let lines = [
+        "[servicenow]".to_string(),
+        format!("instance_url = {}", toml_str(&sn.instance_url)),
+        format!("username = {}", toml_str(&sn.integration.user_name)),
+        format!("password_env = {}", toml_str(SERVICENOW_PASSWORD_ENV)),
+        format!("client_id = {}", toml_str(&sn.oauth.client_id)),
+        format!(
+            "client_secret_env = {}",
+            toml_str(SERVICENOW_CLIENT_SECRET_ENV)
+        ),
+        format!(
+            "webhook_secret_env = {}",
+            toml_str(SERVICENOW_WEBHOOK_SECRET_ENV)
+        ),
+        format!("webhook_header = {}", toml_str(&sn.webhook_header)),
+    ];
+    let mut out = String::from(
+        "\n# ServiceNow: one instance shared by every tenant (secrets in the env file).\n",
+    );
+    for l in lines {
+        if !active {
+            out.push_str("# ");
+        }
+        out.push_str(&l);
+        out.push('\n');
+    }
+    out
+}
+
 /// The config text (no secrets) and the env file text (the secrets).
-pub(crate) fn render_config(ep: &Endpoints) -> (String, String) {
+pub(crate) fn render_config(ep: &Endpoints, opts: &crate::ConfigOptions) -> (String, String) {
     let mut toml = String::from(
         "# Written by `socbridge sim --write-config`: points socbridge at the emulators.\n",
     );
@@ -77,13 +116,24 @@ pub(crate) fn render_config(ep: &Endpoints) -> (String, String) {
             env.push_str(&format!("{var}={}\n", se.api_key));
         }
     }
+    if let Some(sn) = &ep.servicenow {
+        toml.push_str(&servicenow_section(sn, opts.servicenow_section));
+        env.push_str(&format!(
+            "{SERVICENOW_PASSWORD_ENV}={}\n{SERVICENOW_CLIENT_SECRET_ENV}={}\n{SERVICENOW_WEBHOOK_SECRET_ENV}={}\n",
+            sn.integration.password, sn.oauth.client_secret, sn.webhook_secret
+        ));
+    }
     (toml, env)
 }
 
 /// Writes the config at `path` and `socbridge.env` (mode 0600) in the same directory; the
 /// env file first, so a config never names variables that are nowhere to be found.
-pub(crate) fn write_config(ep: &Endpoints, path: &Path) -> std::io::Result<()> {
-    let (toml, env) = render_config(ep);
+pub(crate) fn write_config(
+    ep: &Endpoints,
+    path: &Path,
+    opts: &crate::ConfigOptions,
+) -> std::io::Result<()> {
+    let (toml, env) = render_config(ep, opts);
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -109,8 +159,9 @@ mod tests {
                     api_key: "k3y".into(),
                 }),
             }],
+            servicenow: None,
         };
-        let (toml, env) = render_config(&ep);
+        let (toml, env) = render_config(&ep, &crate::ConfigOptions::default());
         assert!(
             toml.contains("api_key_env = \"UMBRELLA_CORP_SECURE_ENDPOINT_API_KEY\""),
             "{toml}"

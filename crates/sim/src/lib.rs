@@ -1,5 +1,7 @@
 //! Wire-faithful vendor emulators for tests, demos and benchmarks: today Cisco Secure
-//! Endpoint API v1 (events, event types, computers, groups, isolation).
+//! Endpoint API v1 (events, event types, computers, groups, isolation) and one ServiceNow
+//! instance shared by all tenants (Table API for `incident` and `sys_journal_field`, OAuth
+//! tokens, a business-rule webhook): see [`ServiceNowConfig`].
 //!
 //! Why it exists: no machine here reaches a real vendor, and socbridge's promises (nothing
 //! lost, nothing twice) can only be proven against a service that behaves like the real one,
@@ -21,11 +23,17 @@ mod catalog;
 mod control;
 mod files;
 mod secure_endpoint;
+mod servicenow;
 mod state;
 mod wire;
 mod world;
 
 pub use catalog::HIGH_PRIORITY_EVENT_TYPES;
+pub use servicenow::{
+    DEFAULT_WEBHOOK_HEADER, ServiceNowConfig, ServiceNowCounters, ServiceNowEndpoints,
+    ServiceNowFaultCounters, ServiceNowFaults, ServiceNowGroup, ServiceNowOAuthClient,
+    ServiceNowRateLimit, ServiceNowUser, ServiceNowWebhook, WebhookCounters, WriteCounters,
+};
 
 use serde::{Deserialize, Serialize};
 use state::{Shared, State};
@@ -42,6 +50,7 @@ use tokio_util::sync::CancellationToken;
 pub struct SimConfig {
     /// Where to listen. Port 0 picks any free port; with a fixed port P, Secure Endpoint
     /// listens on P (emulators added later take P+1, P+2...). The control API shares P.
+    /// ServiceNow listens on P+1 (any free port when P is 0), same address.
     pub listen: SocketAddr,
     /// Number of tenants (at least 1): `acme`, `globex`, ... then `tenant-11`...
     pub tenants: usize,
@@ -56,6 +65,8 @@ pub struct SimConfig {
     pub initial_spread: Duration,
     /// Fault rates at start (all 0 by default).
     pub faults: Faults,
+    /// The ServiceNow instance (on by default).
+    pub servicenow: ServiceNowConfig,
 }
 
 impl Default for SimConfig {
@@ -68,6 +79,7 @@ impl Default for SimConfig {
             initial_events_per_tenant: 60,
             initial_spread: Duration::from_secs(8 * 60),
             faults: Faults::default(),
+            servicenow: ServiceNowConfig::default(),
         }
     }
 }
@@ -96,6 +108,9 @@ pub struct Endpoints {
     /// Base URL of the control API, e.g. `http://127.0.0.1:P/_sim`.
     pub control: String,
     pub tenants: Vec<TenantEndpoints>,
+    /// The ServiceNow instance all tenants share (absent when disabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub servicenow: Option<ServiceNowEndpoints>,
 }
 
 /// One tenant's credentials per vendor; a vendor the tenant lacks is absent from the JSON.
@@ -156,6 +171,9 @@ pub struct AddEvents {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     pub secure_endpoint: SecureEndpointCounters,
+    /// All zero when the ServiceNow emulator is disabled.
+    #[serde(default)]
+    pub servicenow: ServiceNowCounters,
 }
 
 /// Counters of the Secure Endpoint emulator.
@@ -216,6 +234,13 @@ pub struct TenantCounters {
     pub group_moves: u64,
 }
 
+/// Options of [`SimHandle::write_config_with`].
+#[derive(Clone, Debug, Default)]
+pub struct ConfigOptions {
+    /// Write the `[servicenow]` section active rather than commented out.
+    pub servicenow_section: bool,
+}
+
 /// Why events could not be added.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum AddError {
@@ -262,7 +287,69 @@ impl SimHandle {
 
     /// A snapshot of the counters (the data of `GET /_sim/counters`).
     pub fn counters(&self) -> Counters {
-        self.shared.lock().counters()
+        self.shared.counters()
+    }
+
+    /// Replaces the ServiceNow fault rates (clamped into 0..=1, NaN is 0), like
+    /// `POST /_sim/servicenow/faults`. No effect when ServiceNow is disabled.
+    pub fn set_servicenow_faults(&self, f: ServiceNowFaults) {
+        if let Some(sn) = &self.shared.servicenow {
+            sn.lock().faults = servicenow::sanitise(f);
+        }
+    }
+
+    /// Turns the ServiceNow outage on (every request answered 503) or off.
+    pub fn set_servicenow_outage(&self, on: bool) {
+        if let Some(sn) = &self.shared.servicenow {
+            sn.lock().outage = on;
+        }
+    }
+
+    /// Sets (or with `None` removes) the instance's rate limit; windows start afresh.
+    pub fn set_servicenow_rate_limit(&self, rl: Option<ServiceNowRateLimit>) {
+        if let Some(sn) = &self.shared.servicenow {
+            sn.lock().set_rate_limit(rl);
+        }
+    }
+
+    /// Points the business-rule webhook at socbridge (or with `None` stops pushing). A
+    /// secret or header left out keeps the current one. `Err` names what is wrong with the
+    /// setting (an URL that is not http(s), a header name or secret that cannot be sent);
+    /// nothing changes then.
+    pub fn set_servicenow_webhook(&self, hook: Option<ServiceNowWebhook>) -> Result<(), String> {
+        if let Some(h) = &hook {
+            servicenow::webhook_valid(h)?;
+        }
+        if let Some(sn) = &self.shared.servicenow {
+            servicenow::set_webhook(&mut sn.lock(), hook);
+        }
+        Ok(())
+    }
+
+    /// Makes every OAuth access token invalid (refresh tokens keep working), as if they had
+    /// all expired; returns how many there were.
+    pub fn expire_servicenow_tokens(&self) -> usize {
+        self.shared
+            .servicenow
+            .as_ref()
+            .map_or(0, |sn| sn.lock().expire_tokens())
+    }
+
+    /// Every incident as stored (raw values, journal fields empty), oldest first: the data of
+    /// `GET /_sim/servicenow/incidents`.
+    pub fn servicenow_incidents(&self) -> Vec<serde_json::Value> {
+        self.shared
+            .servicenow
+            .as_ref()
+            .map_or_else(Vec::new, |sn| servicenow::dump_incidents(&sn.lock()))
+    }
+
+    /// Every journal entry (`sys_journal_field` rows), oldest first.
+    pub fn servicenow_journal(&self) -> Vec<serde_json::Value> {
+        self.shared
+            .servicenow
+            .as_ref()
+            .map_or_else(Vec::new, |sn| servicenow::dump_journal(&sn.lock()))
     }
 
     /// Replaces the fault rates; rates outside 0..=1 are clamped (NaN is 0).
@@ -293,9 +380,16 @@ impl SimHandle {
     }
 
     /// Writes a socbridge config pointing at the emulators at `path`, and `socbridge.env` (the
-    /// API keys, mode 0600) beside it. Keys appear only in the env file.
+    /// API keys, mode 0600) beside it. Keys appear only in the env file. The ServiceNow
+    /// section is written commented out (its secrets are in the env file), so a socbridge that
+    /// does not read it yet still loads the file; see [`SimHandle::write_config_with`].
     pub fn write_config(&self, path: &Path) -> std::io::Result<()> {
-        files::write_config(&self.shared.endpoints, path)
+        files::write_config(&self.shared.endpoints, path, &ConfigOptions::default())
+    }
+
+    /// [`SimHandle::write_config`] with options.
+    pub fn write_config_with(&self, path: &Path, opts: &ConfigOptions) -> std::io::Result<()> {
+        files::write_config(&self.shared.endpoints, path, opts)
     }
 
     /// Stops accepting, lets open answers finish (up to a grace period), stops the event
@@ -350,8 +444,37 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
     };
     let base_url = format!("http://{}", SocketAddr::new(ip, local.port()));
 
+    // ServiceNow: its own port, P+1 with a fixed P, any free one with P = 0.
+    let servicenow = if cfg.servicenow.enabled {
+        let port = match cfg.listen.port() {
+            0 => 0,
+            p => p.checked_add(1).ok_or_else(|| {
+                SimError::Config("listen port 65535 leaves no port for ServiceNow".into())
+            })?,
+        };
+        let addr = SocketAddr::new(cfg.listen.ip(), port);
+        let (listener, sn_local) = servicenow::bind(addr)
+            .await
+            .map_err(|source| SimError::Bind { addr, source })?;
+        let sn_url = format!("http://{}", SocketAddr::new(ip, sn_local.port()));
+        Some((listener, sn_url))
+    } else {
+        None
+    };
+
     let start = SystemTime::now();
     let state = State::new(&cfg, start, &base_url);
+    let shutdown = CancellationToken::new();
+    let (hook_tx, hook_rx) = tokio::sync::mpsc::unbounded_channel();
+    let sn = servicenow.as_ref().map(|(_, url)| {
+        Arc::new(servicenow::Sn::new(
+            &cfg.servicenow,
+            cfg.seed,
+            url.clone(),
+            hook_tx,
+            shutdown.clone(),
+        ))
+    });
     let endpoints = Endpoints {
         secure_endpoint: base_url.clone(),
         control: format!("{base_url}/_sim"),
@@ -366,13 +489,15 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
                 }),
             })
             .collect(),
+        servicenow: sn.as_ref().map(|sn| sn.endpoints.clone()),
     };
     let shared = Arc::new(Shared {
         base_url,
         start,
         endpoints,
         state: Mutex::new(state),
-        shutdown: CancellationToken::new(),
+        shutdown,
+        servicenow: sn.clone(),
     });
 
     let app = axum::Router::new()
@@ -388,6 +513,14 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         }
     });
     let mut tasks = vec![server];
+    if let (Some(sn), Some((listener, _))) = (sn, servicenow) {
+        tasks.push(tokio::spawn(servicenow::serve(sn.clone(), listener)));
+        tasks.push(tokio::spawn(servicenow::webhook_worker(
+            sn.clone(),
+            hook_rx,
+        )));
+        tracing::info!(url = %sn.base_url, "sim: ServiceNow emulator listening");
+    }
     if cfg.rate_per_minute > 0.0 {
         tasks.push(tokio::spawn(arrivals(shared.clone(), cfg.rate_per_minute)));
     }

@@ -42,6 +42,8 @@ pub(crate) struct Shared {
     /// Cancelled by `SimHandle::shutdown` (or drop): the server, the event generator and any
     /// injected slow answer stop waiting.
     pub shutdown: CancellationToken,
+    /// The ServiceNow instance (its own lock), when enabled.
+    pub servicenow: Option<Arc<crate::servicenow::Sn>>,
 }
 
 impl Shared {
@@ -49,6 +51,15 @@ impl Shared {
     /// (its data stays consistent because no update spans a panic point).
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every emulator's counters (one lock after the other, never both at once).
+    pub fn counters(&self) -> Counters {
+        let mut c = self.lock().counters();
+        if let Some(sn) = &self.servicenow {
+            c.servicenow = sn.counters();
+        }
+        c
     }
 }
 
@@ -572,6 +583,7 @@ impl State {
     /// A snapshot for `GET /_sim/counters` and `SimHandle::counters`.
     pub fn counters(&self) -> Counters {
         Counters {
+            servicenow: Default::default(),
             secure_endpoint: SecureEndpointCounters {
                 requests: RequestCounters {
                     total: self.requests_total,
