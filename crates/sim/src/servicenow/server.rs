@@ -227,8 +227,9 @@ fn put_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
     }
 }
 
-/// 429 `Rate limit exceeded` with `Retry-After` and the rule headers.
-fn rate_limited(retry_after: u64, limit: u64, detail: &str) -> Response {
+/// 429 `Rate limit exceeded` with `Retry-After` and the rule headers (`limit` is absent for
+/// an injected 429, which no configured rule produced).
+fn rate_limited(retry_after: u64, limit: Option<u64>, detail: &str) -> Response {
     let mut r = failure(429, "Rate limit exceeded", detail);
     let reset = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -237,7 +238,9 @@ fn rate_limited(retry_after: u64, limit: u64, detail: &str) -> Response {
         + retry_after;
     let h = r.headers_mut();
     put_header(h, "retry-after", &retry_after.to_string());
-    put_header(h, "x-ratelimit-limit", &limit.to_string());
+    if let Some(limit) = limit {
+        put_header(h, "x-ratelimit-limit", &limit.to_string());
+    }
     put_header(h, "x-ratelimit-reset", &reset.to_string());
     put_header(h, "x-ratelimit-rule", "socbridge-sim per-user rule");
     r
@@ -371,7 +374,7 @@ async fn handle(
             st.count(429);
             return rate_limited(
                 retry,
-                limit,
+                Some(limit),
                 &format!("The per-user limit of {limit} requests per window is spent"),
             );
         }
@@ -402,7 +405,7 @@ async fn handle(
     if let Some(code) = plan.error {
         sn.lock().count(code);
         return match code {
-            429 => rate_limited(1, 0, "Too many requests (injected fault)"),
+            429 => rate_limited(1, None, "Too many requests (injected fault)"),
             500 => failure(500, "Internal Server Error", "Injected fault"),
             _ => failure(503, "Service Unavailable", "Injected fault"),
         };
