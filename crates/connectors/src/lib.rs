@@ -5,6 +5,7 @@
 pub mod error;
 pub mod http;
 pub mod secure_endpoint;
+pub mod servicenow;
 
 pub use error::ConnectorError;
 pub use http::{HttpOptions, HttpStack, Retry};

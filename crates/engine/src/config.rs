@@ -44,6 +44,29 @@ struct FileConfig {
     defaults: FileDefaults,
     #[serde(default)]
     tenants: Vec<FileTenant>,
+    servicenow: Option<FileServiceNow>,
+}
+
+/// `[servicenow]`: the one instance every tenant's tickets go to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileServiceNow {
+    instance_url: String,
+    username: String,
+    password_env: String,
+    client_id: Option<String>,
+    client_secret_env: Option<String>,
+    webhook_secret_env: Option<String>,
+    webhook_header: Option<String>,
+    close_state: Option<String>,
+    reopen_state: Option<String>,
+    close_code: Option<String>,
+    closed_states: Option<BTreeMap<String, socbridge_model::IncidentStatus>>,
+    #[serde(default, with = "humantime_serde_opt")]
+    sync_interval: Option<Duration>,
+    category: Option<String>,
+    assignment_group: Option<String>,
+    caller_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,6 +86,8 @@ struct FileDefaults {
 struct FileTenant {
     name: TenantName,
     display_name: Option<String>,
+    /// Ticket field overrides for this tenant.
+    ticket: Option<crate::ticketing::TicketFields>,
     #[serde(default)]
     sources: Vec<FileSource>,
 }
@@ -93,6 +118,15 @@ struct FileSource {
 pub struct Config {
     pub path: PathBuf,
     pub tenants: Vec<TenantSpec>,
+    pub servicenow: Option<ServiceNowSpec>,
+}
+
+/// The ServiceNow link from `[servicenow]`, secrets resolved.
+#[derive(Debug)]
+pub struct ServiceNowSpec {
+    pub settings: crate::ticketing::TicketingSettings,
+    /// `password`, and `client_secret`, `webhook_secret` when configured.
+    pub secrets: SecretFields,
 }
 
 #[derive(Debug)]
@@ -146,7 +180,11 @@ impl Config {
         );
         let mut seen_tenants = HashSet::new();
         let mut tenants = Vec::new();
+        let mut ticket_overrides = BTreeMap::new();
         for t in file.tenants {
+            if let Some(f) = &t.ticket {
+                ticket_overrides.insert(t.name.to_string(), f.clone());
+            }
             if !seen_tenants.insert(t.name.clone()) {
                 return Err(ConfigError::Invalid {
                     path: path.to_path_buf(),
@@ -217,11 +255,106 @@ impl Config {
                 sources,
             });
         }
+        let servicenow = match file.servicenow {
+            None => None,
+            Some(sn) => Some(servicenow_spec(sn, ticket_overrides, &lookup, path)?),
+        };
         Ok(Config {
             path: path.to_path_buf(),
             tenants,
+            servicenow,
         })
     }
+}
+
+fn servicenow_spec(
+    sn: FileServiceNow,
+    tenants: BTreeMap<String, crate::ticketing::TicketFields>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    path: &Path,
+) -> Result<ServiceNowSpec, ConfigError> {
+    let err = |message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        message: format!("[servicenow]: {message}"),
+    };
+    let url = url::Url::parse(&sn.instance_url).map_err(|e| {
+        err(format!(
+            "`instance_url` `{}` is not a URL: {e}",
+            sn.instance_url
+        ))
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(err(format!(
+            "`instance_url` `{}` must be http or https",
+            sn.instance_url
+        )));
+    }
+    if sn.username.trim().is_empty() {
+        return Err(err("`username` must not be empty".into()));
+    }
+    let secret = |key: &str, var: &str| {
+        lookup(var).ok_or_else(|| err(format!("environment variable `{var}` ({key}) is not set")))
+    };
+    let mut secrets = SecretFields::new().with(
+        "password",
+        SecretString::from(secret("password_env", &sn.password_env)?),
+    );
+    if let Some(var) = &sn.client_secret_env {
+        if sn.client_id.is_none() {
+            return Err(err("`client_secret_env` needs `client_id` (OAuth)".into()));
+        }
+        secrets = secrets.with(
+            "client_secret",
+            SecretString::from(secret("client_secret_env", var)?),
+        );
+    }
+    if let Some(var) = &sn.webhook_secret_env {
+        secrets = secrets.with(
+            "webhook_secret",
+            SecretString::from(secret("webhook_secret_env", var)?),
+        );
+    }
+    let mut settings = crate::ticketing::TicketingSettings::defaults(sn.instance_url, sn.username);
+    // OAuth only when both halves are given; a client id alone keeps Basic auth.
+    settings.client_id = sn.client_id.filter(|_| sn.client_secret_env.is_some());
+    if let Some(h) = sn.webhook_header {
+        settings.webhook_header = h;
+    }
+    if let Some(v) = sn.close_state {
+        settings.close_state = v;
+    }
+    if let Some(v) = sn.reopen_state {
+        settings.reopen_state = v;
+    }
+    if let Some(v) = sn.close_code {
+        settings.close_code = v;
+    }
+    if let Some(v) = sn.closed_states {
+        if v.values().any(|s| s.is_open()) {
+            return Err(err(
+                "`closed_states` may map only to `resolved` or `closed`".into(),
+            ));
+        }
+        settings.closed_states = v;
+    }
+    if !settings.closed_states.contains_key(&settings.close_state) {
+        return Err(err(format!(
+            "`close_state` {} is not one of `closed_states`",
+            settings.close_state
+        )));
+    }
+    if let Some(d) = sn.sync_interval {
+        settings.sync_interval_secs = d.as_secs().max(1);
+    }
+    settings.fields = settings
+        .fields
+        .overlay_with(&crate::ticketing::TicketFields {
+            category: sn.category,
+            assignment_group: sn.assignment_group,
+            caller_id: sn.caller_id,
+        });
+    settings.tenants = tenants;
+    Ok(ServiceNowSpec { settings, secrets })
 }
 
 fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {

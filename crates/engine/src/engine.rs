@@ -38,6 +38,8 @@ pub enum EngineError {
     },
     #[error(transparent)]
     Secrets(#[from] SecretsError),
+    #[error("ServiceNow: {0}")]
+    Ticketing(String),
 }
 
 impl EngineError {
@@ -64,6 +66,11 @@ pub struct EngineOptions {
     pub concurrency: usize,
     /// How often the scheduler looks for due sources.
     pub tick: Duration,
+    /// Outbox retries wait from `outbox_backoff_min`, doubling up to `outbox_backoff_max`.
+    pub outbox_backoff_min: Duration,
+    pub outbox_backoff_max: Duration,
+    /// Where analysts open socbridge's console, for links in ticket descriptions.
+    pub console_url: Option<String>,
 }
 
 impl Default for EngineOptions {
@@ -73,6 +80,9 @@ impl Default for EngineOptions {
             poll_budget: Duration::from_secs(50),
             concurrency: 8,
             tick: Duration::from_secs(1),
+            outbox_backoff_min: Duration::from_secs(2),
+            outbox_backoff_max: Duration::from_secs(300),
+            console_url: None,
         }
     }
 }
@@ -82,19 +92,23 @@ impl Default for EngineOptions {
 pub struct ApplyReport {
     pub tenants: usize,
     pub sources: usize,
+    pub ticketing: bool,
 }
 
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    store: Store,
-    key: MasterKey,
-    http: HttpStack,
-    opts: EngineOptions,
+pub(crate) struct Inner {
+    pub(crate) store: Store,
+    pub(crate) key: MasterKey,
+    pub(crate) http: HttpStack,
+    pub(crate) opts: EngineOptions,
     in_flight: Mutex<HashSet<i64>>,
+    pub(crate) link: tokio::sync::Mutex<Option<Arc<crate::ticketing::Link>>>,
+    pub(crate) tenant_locks:
+        tokio::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Engine {
@@ -107,6 +121,8 @@ impl Engine {
                 http,
                 opts,
                 in_flight: Mutex::new(HashSet::new()),
+                link: tokio::sync::Mutex::new(None),
+                tenant_locks: tokio::sync::Mutex::new(std::collections::HashMap::new()),
             }),
         }
     }
@@ -130,6 +146,22 @@ impl Engine {
                     .await?;
                 report.sources += 1;
             }
+        }
+        if let Some(sn) = &cfg.servicenow {
+            let sealed = self
+                .inner
+                .key
+                .seal_fields(&sn.secrets, &crate::ticketing::ticketing_aad());
+            self.inner
+                .store
+                .set_ticketing(
+                    crate::ticketing::SYSTEM,
+                    &sn.settings.to_json(),
+                    Some(&sealed),
+                )
+                .await?;
+            self.reset_link().await;
+            report.ticketing = true;
         }
         Ok(report)
     }
@@ -371,6 +403,55 @@ impl Engine {
     /// poll, one poll per source at a time, until `shutdown` fires; then waits for the polls in
     /// flight (each commits page by page, so stopping between pages loses nothing).
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), EngineError> {
+        let tickets = tokio::spawn(self.clone().run_ticketing(shutdown.clone()));
+        let result = self.run_polls(shutdown).await;
+        let _ = tickets.await;
+        result
+    }
+
+    /// The ticketing half of `serve`: the outbox worker every tick, sync-in polling on its
+    /// interval. Each pass finishes what it started before shutdown is honoured.
+    async fn run_ticketing(self, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(self.inner.opts.tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_sync: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let link = match self.link().await {
+                Ok(Some(l)) => l,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "ServiceNow link unusable");
+                    continue;
+                }
+            };
+            if let Err(e) = self.process_outbox().await {
+                tracing::error!(error = %e, "outbox pass failed");
+            }
+            let every = Duration::from_secs(link.settings.sync_interval_secs.max(1));
+            if last_sync.is_none_or(|t| t.elapsed() >= every) {
+                last_sync = Some(Instant::now());
+                match self.sync_tickets().await {
+                    Ok(r) if r.incidents_changed + r.notes_taken_in > 0 => {
+                        tracing::info!(
+                            changed = r.incidents_changed,
+                            notes = r.notes_taken_in,
+                            "ticket changes taken in"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ServiceNow sync-in failed; retrying later")
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run_polls(&self, shutdown: CancellationToken) -> Result<(), EngineError> {
         let sem = Arc::new(Semaphore::new(self.inner.opts.concurrency.max(1)));
         let mut tasks = JoinSet::new();
         let mut ticker = tokio::time::interval(self.inner.opts.tick);

@@ -5,8 +5,10 @@ pub mod config;
 pub mod engine;
 pub mod poll;
 pub mod settings;
+pub mod ticketing;
 
-pub use config::{Config, ConfigError, SourceSpec, TenantSpec};
+pub use config::{Config, ConfigError, ServiceNowSpec, SourceSpec, TenantSpec};
 pub use engine::{ApplyReport, Engine, EngineError, EngineOptions};
 pub use poll::PollReport;
 pub use settings::{PollSettings, SecureEndpointSettings, SourceSettings};
+pub use ticketing::{OutboxReport, SyncReport, TicketFields, TicketingSettings, WebhookError};

@@ -89,6 +89,14 @@ pub struct ServeArgs {
     /// Poll every source once (more rounds while a cap or budget left work), then exit.
     #[arg(long, env = "SOCBRIDGE_UNTIL_IDLE")]
     pub until_idle: bool,
+    /// Where the HTTP side listens (the ServiceNow webhook `POST /hooks/servicenow`,
+    /// `/healthz`). Not used with `--until-idle`.
+    #[arg(long, env = "SOCBRIDGE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// With `--until-idle`: how long to keep retrying ticket work before giving up (exit 1,
+    /// the work stays queued for the next run).
+    #[arg(long, env = "SOCBRIDGE_DRAIN_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub drain_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

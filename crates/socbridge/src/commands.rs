@@ -83,7 +83,30 @@ async fn dispatch(cli: &Cli, store: socbridge_store::Store) -> anyhow::Result<Ex
             if args.until_idle {
                 let reports = engine.poll_until_idle(1000).await?;
                 print_reports(cli.output, &reports)?;
-                return Ok(exit_for(&reports));
+                let mut code = exit_for(&reports);
+                if let Some(check) = engine.check_ticketing().await? {
+                    if let Err(e) = &check {
+                        tracing::warn!(error = %e, "ServiceNow unreachable; ticket work is kept for later");
+                    }
+                    let left = engine.drain_outbox(args.drain_timeout).await?;
+                    if let Err(e) = engine.sync_tickets().await {
+                        eprintln!("ServiceNow sync-in failed: {e}");
+                        code = ExitCode::from(1);
+                    }
+                    let left = if left > 0 {
+                        engine.drain_outbox(args.drain_timeout).await?
+                    } else {
+                        left
+                    };
+                    if left > 0 {
+                        eprintln!(
+                            "{left} ticket work item(s) still pending after {}; they stay queued for the next run",
+                            humantime::format_duration(args.drain_timeout)
+                        );
+                        code = ExitCode::from(1);
+                    }
+                }
+                return Ok(code);
             }
             let shutdown = CancellationToken::new();
             let trigger = shutdown.clone();
@@ -92,8 +115,10 @@ async fn dispatch(cli: &Cli, store: socbridge_store::Store) -> anyhow::Result<Ex
                 tracing::info!("shutting down: finishing polls in flight");
                 trigger.cancel();
             });
+            let http = crate::http::serve(engine.clone(), args.listen, shutdown.clone()).await?;
             tracing::info!("socbridge serve: scheduler running (Ctrl-C or SIGTERM to stop)");
             engine.run(shutdown).await?;
+            let _ = http.await;
             Ok(ExitCode::SUCCESS)
         }
         Command::Sim(_) | Command::Demo(_) => unreachable!("dispatched in main"),

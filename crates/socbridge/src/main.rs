@@ -7,6 +7,7 @@
 mod cli;
 mod commands;
 mod demo;
+mod http;
 mod incidents;
 
 use clap::Parser;

@@ -6,10 +6,11 @@
 
 use crate::error::ResultExt as _;
 use crate::ingest::add_event;
+use crate::tickets::{Origin, enqueue, mark_journal_seen, ticketing_enabled, work_for_update};
 use crate::{Backend, Store, StoreError, in_scope};
 use socbridge_model::{
     FindingView, IncidentDetail, IncidentFilter, IncidentStatus, IncidentUpdate, IncidentView,
-    Observable, ObservableKind, Severity, SourceKind, TimelineEntry, Timestamp,
+    Observable, ObservableKind, Severity, SourceKind, TicketView, TimelineEntry, Timestamp,
 };
 use sqlx::AnyConnection;
 use sqlx::Row as _;
@@ -154,6 +155,37 @@ async fn fill_views(
                 .map_err(|e| StoreError::corrupt(format!("incident {id}: {e}")))?;
             if let Some(&i) = index.get(&id) {
                 views[i].sources.push(kind);
+            }
+        }
+
+        // The ticket, once it exists at the ticketing system (a ticket still being created
+        // shows as pending).
+        let mut sql = Sql::default();
+        let list = sql.list(chunk.iter().map(|id| Arg::Int(*id)));
+        sql.text = format!(
+            "SELECT incident_id, system, number, sys_id, state, url
+               FROM tickets WHERE incident_id IN ({list})"
+        );
+        for row in sql.fetch_all(conn, "reading incident tickets").await? {
+            let id: i64 = row.try_get(0).op("reading incident tickets")?;
+            let text = |i: usize| -> Result<String, StoreError> {
+                let v: Option<String> = row.try_get(i).op("reading incident tickets")?;
+                Ok(v.unwrap_or_default())
+            };
+            let sys_id = text(3)?;
+            let ticket = TicketView {
+                system: text(1)?,
+                number: text(2)?,
+                state: if sys_id.is_empty() {
+                    "pending".to_string()
+                } else {
+                    text(4)?
+                },
+                sys_id,
+                url: text(5)?,
+            };
+            if let Some(&i) = index.get(&id) {
+                views[i].ticket = Some(ticket);
             }
         }
     }
@@ -317,11 +349,26 @@ impl Store {
     /// with its timeline entry. Closing (resolved, closed) frees the subject for a new
     /// incident; reopening claims it back, and is a `Conflict` naming the incident that holds
     /// it if another one was opened meanwhile.
+    ///
+    /// When ticketing is on, the ticket work the change calls for (close, reopen, update, a
+    /// note) is enqueued in the same transaction.
     pub async fn update_incident(
         &self,
         id: i64,
         scope: Option<&[String]>,
         update: &IncidentUpdate,
+    ) -> Result<Option<IncidentView>, StoreError> {
+        self.update_incident_from(id, scope, update, Origin::Local, None)
+            .await
+    }
+
+    pub(crate) async fn update_incident_from(
+        &self,
+        id: i64,
+        scope: Option<&[String]>,
+        update: &IncidentUpdate,
+        origin: Origin,
+        journal_entry: Option<&str>,
     ) -> Result<Option<IncidentView>, StoreError> {
         let mut w = self.begin_write("updating an incident").await?;
         let conn = w.conn();
@@ -371,7 +418,21 @@ impl Store {
         let actor = normalise_text(&update.actor).unwrap_or_else(|| "unknown".to_string());
         let mut events: Vec<(&str, String)> = Vec::new();
 
-        let status = update.status.unwrap_or(cur.status);
+        let mut requested = update.status;
+        if origin == Origin::Ticket && requested.is_some() {
+            // Ticket work still pending carries a newer intent than what the ticket says.
+            let pending: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM outbox WHERE incident_id = $1 AND state = 'pending' LIMIT 1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .op("reading the outbox")?;
+            if pending.is_some() {
+                requested = None;
+            }
+        }
+        let status = requested.unwrap_or(cur.status);
         let mut closed_at = cur.closed_at;
         if status != cur.status {
             if status.is_open() && !cur.status.is_open() {
@@ -417,8 +478,15 @@ impl Store {
                 assignee = new;
             }
         }
-        if let Some(comment) = update.comment.as_deref().and_then(normalise_text) {
-            events.push(("comment", comment));
+        let mut comment = update.comment.as_deref().and_then(normalise_text);
+        if let Some(entry) = journal_entry {
+            // A note taken in from the ticket: once, even if the ticket is read again.
+            if !mark_journal_seen(conn, id, entry).await? {
+                comment = None;
+            }
+        }
+        if let Some(comment) = &comment {
+            events.push(("comment", comment.clone()));
         }
 
         if !events.is_empty() {
@@ -450,6 +518,19 @@ impl Store {
             }
             for (kind, detail) in &events {
                 add_event(conn, id, now, kind, &actor, detail).await?;
+            }
+            if origin == Origin::Local && ticketing_enabled(conn).await? {
+                let fields_changed = resolution != cur.resolution || assignee != cur.assignee;
+                let work = work_for_update(
+                    cur.status,
+                    status,
+                    fields_changed,
+                    comment.as_deref(),
+                    &actor,
+                );
+                for (kind, payload) in work {
+                    enqueue(conn, cur.tenant_id, &cur.tenant, id, kind, payload, now).await?;
+                }
             }
         }
 

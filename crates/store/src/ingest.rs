@@ -7,6 +7,7 @@
 //! an overlap window or two pollers racing can never store anything twice.
 
 use crate::error::ResultExt as _;
+use crate::tickets::{OutboxKind, enqueue, ticketing_enabled};
 use crate::{Backend, IngestBatch, IngestOutcome, Store, StoreError};
 use sha2::{Digest as _, Sha256};
 use socbridge_model::{
@@ -135,6 +136,35 @@ impl Store {
                 .execute(&mut *conn)
                 .await
                 .op("moving the cursor mark")?;
+        }
+        if (!created.is_empty() || !touched.is_empty()) && ticketing_enabled(conn).await? {
+            let tenant: String = sqlx::query_scalar("SELECT name FROM tenants WHERE id = $1")
+                .bind(source.tenant_id)
+                .fetch_one(&mut *conn)
+                .await
+                .op("reading the tenant of an ingest")?;
+            let mut ids: Vec<(i64, OutboxKind)> = created
+                .iter()
+                .map(|id| (*id, OutboxKind::Create))
+                .chain(
+                    touched
+                        .difference(&created)
+                        .map(|id| (*id, OutboxKind::Update)),
+                )
+                .collect();
+            ids.sort_unstable_by_key(|(id, _)| *id);
+            for (id, kind) in ids {
+                enqueue(
+                    conn,
+                    source.tenant_id,
+                    &tenant,
+                    id,
+                    kind,
+                    serde_json::json!({}),
+                    now,
+                )
+                .await?;
+            }
         }
         w.commit("committing an ingest").await?;
 

@@ -23,10 +23,15 @@ mod ingest;
 mod records;
 mod sources;
 mod tenants;
+mod tickets;
 
 pub use error::StoreError;
 pub use records::{
     Counts, IngestBatch, IngestOutcome, NewSource, QuarantineRecord, SourceRecord, TenantRecord,
+};
+pub use tickets::{
+    CORRELATION_PREFIX, Origin, OutboxItem, OutboxKind, OutboxStats, TARGET_SERVICENOW, TicketLink,
+    TicketRecord, TicketingRecord, correlation_id,
 };
 
 use error::ResultExt as _;
