@@ -41,33 +41,36 @@ async fn dispatch(cli: &Cli, store: socbridge_store::Store) -> anyhow::Result<Ex
         Command::Check(args) => {
             let engine = engine_with_config(cli, store).await?;
             let results = engine.check(args.tenant.as_deref()).await?;
-            let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+            // Each row: tenant, source, kind, result. ServiceNow serves every tenant.
+            let mut rows: Vec<(String, String, String, Result<(), String>)> = results
+                .into_iter()
+                .map(|(s, r)| (s.tenant, s.name, s.kind.to_string(), r))
+                .collect();
+            if let Some(r) = engine.check_ticketing().await? {
+                rows.push(("*".into(), "servicenow".into(), "ticketing".into(), r));
+            }
+            let failed = rows.iter().filter(|r| r.3.is_err()).count();
             match cli.output {
                 Output::Json => {
-                    let rows: Vec<_> = results
+                    let json: Vec<_> = rows
                         .iter()
-                        .map(|(s, r)| {
+                        .map(|(tenant, source, kind, r)| {
                             serde_json::json!({
-                                "tenant": s.tenant, "source": s.name, "kind": s.kind,
+                                "tenant": tenant, "source": source, "kind": kind,
                                 "ok": r.is_ok(), "error": r.as_ref().err(),
                             })
                         })
                         .collect();
-                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                    println!("{}", serde_json::to_string_pretty(&json)?);
                 }
                 Output::Table => {
                     let mut t = table(&["TENANT", "SOURCE", "KIND", "RESULT"]);
-                    for (s, r) in &results {
+                    for (tenant, source, kind, r) in &rows {
                         let res = match r {
                             Ok(()) => "ok".to_string(),
                             Err(e) => format!("FAILED: {e}"),
                         };
-                        t.add_row(vec![
-                            s.tenant.clone(),
-                            s.name.clone(),
-                            s.kind.to_string(),
-                            res,
-                        ]);
+                        t.add_row(vec![tenant.clone(), source.clone(), kind.clone(), res]);
                     }
                     println!("{t}");
                 }
