@@ -150,7 +150,8 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ambiguous_failures_and_503s_give_exactly_one_ticket_per_incident() {
-    let rig = rig(5, 120, 11).await;
+    // 64 tenants of 8 computers: about 500 incidents.
+    let rig = rig(64, 60, 11).await;
     rig.sim.set_servicenow_faults(ServiceNowFaults {
         rate_commit_drop: 0.2,
         rate_503: 0.1,
@@ -164,6 +165,7 @@ async fn ambiguous_failures_and_503s_give_exactly_one_ticket_per_incident() {
         .unwrap();
     assert_eq!(left, 0, "every ticket item done");
     let n = assert_one_ticket_each(&rig).await;
+    assert!(n >= 500, "{n} incidents");
     let c = sn_counters(&rig.sim);
     eprintln!(
         "{n} incidents, {} tickets; faults: {} commit-then-drop, {} 503",
