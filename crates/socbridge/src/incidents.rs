@@ -25,9 +25,20 @@ pub async fn run(cli: &Cli, store: &Store, cmd: &IncidentsCommand) -> anyhow::Re
                 .get_incident(*id, None)
                 .await?
                 .ok_or_else(|| bad_input(format!("no incident with id {id}")))?;
+            // The ticket's sync history: every piece of ticket work and where it stands.
+            let work = store.outbox_of_incident(*id).await?;
             match cli.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&detail)?),
-                Output::Table => print_detail(&detail),
+                Output::Json => {
+                    let mut v = serde_json::to_value(&detail)?;
+                    if let Some(obj) = v.as_object_mut() {
+                        obj.insert("ticket_work".into(), serde_json::to_value(&work)?);
+                    }
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                }
+                Output::Table => {
+                    print_detail(&detail);
+                    print_ticket_work(&work);
+                }
             }
         }
         IncidentsCommand::Update(args) => {
@@ -157,6 +168,25 @@ fn print_list(incidents: &[IncidentView]) {
     }
     println!("{t}");
     println!("{} incident(s)", incidents.len());
+}
+
+fn print_ticket_work(work: &[socbridge_store::OutboxItem]) {
+    if work.is_empty() {
+        return;
+    }
+    println!("\nticket work ({}):", work.len());
+    let mut t = table(&["ITEM", "KIND", "STATE", "ATTEMPTS", "QUEUED", "LAST ERROR"]);
+    for w in work {
+        t.add_row(vec![
+            w.id.to_string(),
+            w.kind.as_str().to_string(),
+            w.state.clone(),
+            w.attempts.to_string(),
+            w.created_at.to_rfc3339_seconds(),
+            w.last_error.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
 }
 
 fn print_detail(d: &IncidentDetail) {

@@ -65,6 +65,26 @@ async fn until_idle_tickets_every_incident_and_the_webhook_closes_one() {
     assert_eq!(ticket["system"], "servicenow");
     let sys_id = ticket["sys_id"].as_str().unwrap().to_string();
     assert!(ticket["url"].as_str().unwrap().contains(&sys_id));
+    let mut cmd = socbridge(&data);
+    cmd.args([
+        "--output",
+        "json",
+        "incidents",
+        "get",
+        &first["id"].to_string(),
+    ]);
+    let detail = json(&run(cmd).await);
+    let work = detail["ticket_work"].as_array().unwrap();
+    assert_eq!(work[0]["kind"], "create", "{detail}");
+    assert!(work.iter().all(|w| w["state"] == "done"), "{detail}");
+    assert!(
+        detail["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "ticket_linked"),
+        "the timeline records the ticket"
+    );
 
     // A running serve, with the emulator's business rule pointed at its webhook.
     let port = {
