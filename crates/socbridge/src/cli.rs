@@ -69,6 +69,20 @@ pub enum Command {
     /// List, read and update incidents.
     #[command(subcommand)]
     Incidents(IncidentsCommand),
+    /// Work waiting for ServiceNow (ticket create, update, note, close, reopen).
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// Items not yet done (pending and failed), oldest first.
+    List,
+    /// Put failed items back in the queue (all, or one tenant's).
+    Retry {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -25,6 +25,7 @@ pub async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
 async fn dispatch(cli: &Cli, store: socbridge_store::Store) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Incidents(cmd) => incidents::run(cli, &store, cmd).await,
+        Command::Outbox(cmd) => outbox(cli, &store, cmd).await,
         Command::Tenant(cmd) => tenant(cli, &store, cmd).await,
         Command::Source(cmd) => {
             let engine = Engine::new(store.clone(), master_key(cli)?, EngineOptions::default());
@@ -159,6 +160,61 @@ async fn engine_with_config(cli: &Cli, store: socbridge_store::Store) -> anyhow:
         tracing::info!(tenants = applied.tenants, sources = applied.sources, config = %cfg.path.display(), "config applied");
     }
     Ok(engine)
+}
+
+async fn outbox(
+    cli: &Cli,
+    store: &socbridge_store::Store,
+    cmd: &crate::cli::OutboxCommand,
+) -> anyhow::Result<ExitCode> {
+    match cmd {
+        crate::cli::OutboxCommand::List => {
+            let items = store.open_outbox().await?;
+            let stats = store.outbox_stats().await?;
+            match cli.output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"stats": stats, "items": items})
+                    )?
+                ),
+                Output::Table => {
+                    let mut t = table(&[
+                        "ITEM",
+                        "TENANT",
+                        "INCIDENT",
+                        "KIND",
+                        "STATE",
+                        "ATTEMPTS",
+                        "NEXT",
+                        "LAST ERROR",
+                    ]);
+                    for w in &items {
+                        t.add_row(vec![
+                            w.id.to_string(),
+                            w.tenant.clone(),
+                            w.incident_id.to_string(),
+                            w.kind.as_str().to_string(),
+                            w.state.clone(),
+                            w.attempts.to_string(),
+                            w.next_attempt_at.to_rfc3339_seconds(),
+                            w.last_error.clone().unwrap_or_default(),
+                        ]);
+                    }
+                    println!("{t}");
+                    println!(
+                        "{} pending, {} failed, {} done",
+                        stats.pending, stats.failed, stats.done
+                    );
+                }
+            }
+        }
+        crate::cli::OutboxCommand::Retry { tenant } => {
+            let n = store.outbox_retry_failed(tenant.as_deref()).await?;
+            println!("{n} failed item(s) queued again");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// 0 when every poll succeeded, 1 when any source failed (its error is in the output).

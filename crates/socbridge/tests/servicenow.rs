@@ -86,6 +86,22 @@ async fn until_idle_tickets_every_incident_and_the_webhook_closes_one() {
         "the timeline records the ticket"
     );
 
+    // Nothing is left in the outbox, and `outbox retry` has nothing to do.
+    let mut cmd = socbridge(&data);
+    cmd.args(["--output", "json", "outbox", "list"]);
+    let outbox = json(&run(cmd).await);
+    assert_eq!(outbox["stats"]["pending"], 0, "{outbox}");
+    assert_eq!(outbox["stats"]["failed"], 0, "{outbox}");
+    assert!(outbox["stats"]["done"].as_i64().unwrap() >= incidents.len() as i64);
+    let mut cmd = socbridge(&data);
+    cmd.args(["outbox", "retry"]);
+    let out = run(cmd).await;
+    assert!(
+        stdout(&out).contains("0 failed item(s) queued again"),
+        "{}",
+        describe(&out)
+    );
+
     // A running serve, with the emulator's business rule pointed at its webhook.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -419,6 +419,21 @@ impl Store {
         rows.iter().map(item_from_row).collect()
     }
 
+    /// Items not yet done (pending and failed), oldest first, at most 10,000.
+    pub async fn open_outbox(&self) -> Result<Vec<OutboxItem>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ITEM_COLUMNS}
+               FROM outbox o JOIN tenants t ON t.id = o.tenant_id
+              WHERE o.state IN ('pending', 'failed')
+              ORDER BY o.id
+              LIMIT 10000"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .op("reading the outbox")?;
+        rows.iter().map(item_from_row).collect()
+    }
+
     /// Every outbox item of an incident, oldest first (the sync history of `incidents get`).
     pub async fn outbox_of_incident(
         &self,

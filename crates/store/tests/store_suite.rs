@@ -161,7 +161,55 @@ both_backends!(
     removing_a_tenant_removes_everything_it_owns,
     concurrent_ingest_neither_loses_nor_doubles,
     two_sources_feeding_the_same_incidents_at_once,
+    ticket_work_is_enqueued_with_the_change_and_can_be_failed_and_retried,
 );
+
+async fn ticket_work_is_enqueued_with_the_change_and_can_be_failed_and_retried(db: &TestDb) {
+    let store = db.open().await;
+    let src = tenant_with_source(&store, "acme", "amp", SourceKind::SecureEndpoint).await;
+    // Before ticketing is on, no work is queued.
+    ingest(
+        &store,
+        &src,
+        vec![endpoint_finding("e0", "pc0", 5, Severity::High, "10.0.0.9")],
+    )
+    .await;
+    assert_eq!(store.outbox_stats().await.unwrap().pending, 0);
+    store
+        .set_ticketing("servicenow", &serde_json::json!({}), Some(b"sealed"))
+        .await
+        .unwrap();
+    ingest(
+        &store,
+        &src,
+        vec![endpoint_finding(
+            "e1",
+            "pc1",
+            10,
+            Severity::High,
+            "10.0.0.1",
+        )],
+    )
+    .await;
+    let due = store.due_outbox(Timestamp::now(), 100).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].kind, socbridge_store::OutboxKind::Create);
+    let ticket = store
+        .ticket_of_incident(due[0].incident_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ticket.correlation_id,
+        format!("socbridge:acme:{}", due[0].incident_id)
+    );
+    store.outbox_failed(due[0].id, "refused").await.unwrap();
+    let stats = store.outbox_stats().await.unwrap();
+    assert_eq!((stats.pending, stats.failed), (0, 1));
+    assert_eq!(store.outbox_retry_failed(Some("acme")).await.unwrap(), 1);
+    assert_eq!(store.outbox_retry_failed(None).await.unwrap(), 0);
+    assert_eq!(store.open_outbox().await.unwrap().len(), 1);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
