@@ -15,7 +15,7 @@
 use crate::ConnectorError;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use reqwest::header::HeaderMap;
-use reqwest::{Client, RequestBuilder, Response, StatusCode};
+use reqwest::{Client, RequestBuilder, Response};
 use std::time::Duration;
 
 /// Tunables of the stack. The defaults suit production; [`HttpOptions::for_tests`] keeps the
@@ -96,7 +96,6 @@ impl std::fmt::Debug for HttpStack {
 /// A successful (2xx) answer whose body passed validation.
 #[derive(Debug)]
 pub struct Answer<T> {
-    pub status: StatusCode,
     pub headers: HeaderMap,
     pub value: T,
 }
@@ -227,11 +226,7 @@ impl HttpStack {
         };
         if status.is_success() {
             return match decode(&body) {
-                Ok(value) => Ok(Answer {
-                    status,
-                    headers,
-                    value,
-                }),
+                Ok(value) => Ok(Answer { headers, value }),
                 Err(detail) => {
                     let err = ConnectorError::Decode {
                         vendor,

@@ -29,7 +29,7 @@ pub const MAX_CORRELATION_ID: usize = 100;
 /// Fields socbridge reads back from a ticket.
 pub const TICKET_FIELDS: &str = "sys_id,number,state,close_code,close_notes,correlation_id,\
 correlation_display,sys_updated_on,sys_updated_by,sys_created_on,closed_at,resolved_at,\
-assigned_to,assignment_group,short_description,active";
+assigned_to,assignment_group,short_description,impact,urgency,active";
 
 /// How socbridge signs in.
 #[derive(Clone)]
@@ -139,6 +139,12 @@ pub struct Ticket {
     pub resolved_at: Field,
     #[serde(default)]
     pub assigned_to: Field,
+    #[serde(default)]
+    pub short_description: Field,
+    #[serde(default)]
+    pub impact: Field,
+    #[serde(default)]
+    pub urgency: Field,
 }
 
 impl Ticket {

@@ -95,6 +95,14 @@ pub struct ApplyReport {
     pub ticketing: bool,
 }
 
+/// A source's vendor client, by kind.
+enum SourceClient {
+    SecureEndpoint(
+        crate::settings::SecureEndpointSettings,
+        SecureEndpointClient,
+    ),
+}
+
 #[derive(Clone)]
 pub struct Engine {
     pub(crate) inner: Arc<Inner>,
@@ -317,11 +325,9 @@ impl Engine {
         report
     }
 
-    async fn poll_source_inner(
-        &self,
-        src: &SourceRecord,
-        report: &mut PollReport,
-    ) -> Result<(), String> {
+    /// The vendor client of a source, with its settings: its sealed credentials opened for
+    /// as long as the client lives.
+    fn source_client(&self, src: &SourceRecord) -> Result<SourceClient, String> {
         let settings = SourceSettings::from_json(&src.settings)?;
         let sealed = src
             .secret
@@ -332,7 +338,7 @@ impl Engine {
             .key
             .open_fields(sealed, &aad_for_source(&src.tenant, &src.name))
             .map_err(|e| e.to_string())?;
-        match &settings {
+        match settings {
             SourceSettings::SecureEndpoint(se) => {
                 let api_key = secrets
                     .get("api_key")
@@ -345,17 +351,27 @@ impl Engine {
                     self.inner.http.clone(),
                 )
                 .map_err(|e| e.to_string())?;
-                poll_secure_endpoint(
-                    &self.inner.store,
-                    src,
-                    se,
-                    &client,
-                    self.inner.opts.poll_budget,
-                    report,
-                )
-                .await
-                .map_err(|e: PollError| e.to_string())
+                Ok(SourceClient::SecureEndpoint(se, client))
             }
+        }
+    }
+
+    async fn poll_source_inner(
+        &self,
+        src: &SourceRecord,
+        report: &mut PollReport,
+    ) -> Result<(), String> {
+        match self.source_client(src)? {
+            SourceClient::SecureEndpoint(se, client) => poll_secure_endpoint(
+                &self.inner.store,
+                src,
+                &se,
+                &client,
+                self.inner.opts.poll_budget,
+                report,
+            )
+            .await
+            .map_err(|e: PollError| e.to_string()),
         }
     }
 
@@ -367,36 +383,15 @@ impl Engine {
         let sources = self.select_sources(tenant, None).await?;
         let mut out = Vec::new();
         for src in sources {
-            let res = self.check_source(&src).await;
+            let res = match self.source_client(&src) {
+                Ok(SourceClient::SecureEndpoint(_, client)) => {
+                    client.check().await.map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e),
+            };
             out.push((src, res));
         }
         Ok(out)
-    }
-
-    async fn check_source(&self, src: &SourceRecord) -> Result<(), String> {
-        let settings = SourceSettings::from_json(&src.settings)?;
-        let sealed = src.secret.as_deref().ok_or("no credentials are stored")?;
-        let secrets = self
-            .inner
-            .key
-            .open_fields(sealed, &aad_for_source(&src.tenant, &src.name))
-            .map_err(|e| e.to_string())?;
-        match &settings {
-            SourceSettings::SecureEndpoint(se) => {
-                let key = secrets
-                    .get("api_key")
-                    .cloned()
-                    .ok_or("the stored credentials lack `api_key`")?;
-                let client = SecureEndpointClient::new(
-                    &se.base_url,
-                    &se.client_id,
-                    key,
-                    self.inner.http.clone(),
-                )
-                .map_err(|e| e.to_string())?;
-                client.check().await.map_err(|e| e.to_string())
-            }
-        }
     }
 
     /// The scheduler of `serve`: polls each source when its interval has passed since its last

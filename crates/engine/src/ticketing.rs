@@ -9,8 +9,9 @@
 //! **Kept in step.** Ticket work other than notes is reconciliation: the worker reads the
 //! incident as it is now and the ticket as it is now, and writes only the difference, so
 //! close and reopen are idempotent and an item done twice writes nothing the second time.
-//! Notes are appends: each carries a marker `[socbridge note N]`, and after a failed attempt
-//! the ticket's journal is searched for the marker before the note is written again.
+//! Notes are appends: each carries a marker `[socbridge note N]`, and the ticket's journal is
+//! searched for the marker before the note is written, so a note whose write landed but was
+//! never recorded (a lost answer, a kill) is not written twice.
 //!
 //! **No echo.** Changes taken in from the ticket enqueue no ticket work (the store's
 //! `Origin::Ticket`); journal entries written by socbridge (its user, or the marker) are not
@@ -27,7 +28,7 @@ use socbridge_secrets::SecretFields;
 use socbridge_store::{
     CORRELATION_PREFIX, OutboxItem, OutboxKind, StoreError, TicketLink, TicketRecord,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -153,7 +154,6 @@ pub struct OutboxReport {
     pub done: usize,
     pub retried: usize,
     pub failed: usize,
-    pub blocked: usize,
 }
 
 /// What one sync-in pass did.
@@ -303,6 +303,11 @@ impl Engine {
         *self.inner.link.lock().await = None;
     }
 
+    /// Is a ServiceNow link configured?
+    pub async fn ticketing_configured(&self) -> Result<bool, EngineError> {
+        Ok(self.link().await?.is_some())
+    }
+
     /// Checks the ServiceNow credentials, if ticketing is configured.
     pub async fn check_ticketing(&self) -> Result<Option<Result<(), String>>, EngineError> {
         let Some(link) = self.link().await? else {
@@ -345,7 +350,6 @@ impl Engine {
                     report.done += r.done;
                     report.retried += r.retried;
                     report.failed += r.failed;
-                    report.blocked += r.blocked;
                 }
                 Ok(Err(e)) => tracing::error!(error = %e, "outbox pass failed"),
                 Err(e) => tracing::error!(error = %e, "an outbox task panicked"),
@@ -364,16 +368,10 @@ impl Engine {
         link: &Link,
         items: Vec<OutboxItem>,
     ) -> Result<OutboxReport, EngineError> {
+        // `due_outbox` hands out at most one item per incident, the oldest open one, so the
+        // items of an incident are done in order without a check here.
         let mut report = OutboxReport::default();
-        let mut stuck: HashMap<i64, ()> = HashMap::new();
         for item in items {
-            if stuck.contains_key(&item.incident_id)
-                || self.inner.store.outbox_blocked(&item).await?
-            {
-                report.blocked += 1;
-                stuck.insert(item.incident_id, ());
-                continue;
-            }
             let span = tracing::info_span!("ticket", tenant = %item.tenant, incident = item.incident_id, kind = item.kind.as_str(), item = item.id);
             let result = tracing::Instrument::instrument(self.do_item(link, &item), span).await;
             match result {
@@ -382,7 +380,6 @@ impl Engine {
                     report.done += 1;
                 }
                 Err(e) => {
-                    stuck.insert(item.incident_id, ());
                     let attempts = item.attempts + 1;
                     if e.retryable() || attempts < 3 {
                         let wait = self.outbox_backoff(attempts);
@@ -415,8 +412,7 @@ impl Engine {
         let exp = u32::try_from(attempts.clamp(1, 20) - 1).unwrap_or(0);
         let base = min.saturating_mul(2u32.saturating_pow(exp)).min(max);
         // Jitter in [base/2, base]: replicas and tenants do not retry in lockstep.
-        let jitter = rand_fraction();
-        base.mul_f64(0.5 + 0.5 * jitter)
+        base.mul_f64(0.5 + 0.5 * rand::random::<f64>())
     }
 
     async fn do_item(&self, link: &Link, item: &OutboxItem) -> Result<(), WorkError> {
@@ -553,25 +549,26 @@ impl Engine {
             };
             patch.insert("close_notes".into(), json!(notes));
         } else if i.status.is_open() && remote_closed && kind == OutboxKind::Reopen {
-            if remote.state.as_str() != s.close_state && s.closed_states.len() > 1 {
-                // E.g. Closed (7) is read-only on a default instance: say so plainly.
-                tracing::info!(
-                    state = remote.state.as_str(),
-                    "reopening a ticket past resolved"
-                );
-            }
             patch.insert("state".into(), json!(s.reopen_state));
         }
-        let (impact, urgency) = impact_urgency(i.severity);
-        let current = store.ticket_of_incident(incident_id).await?;
-        // Severity may rise as findings arrive: impact/urgency follow (only while open).
+        // Severity may rise as findings arrive: impact, urgency and the summary follow while
+        // the incident is open, written only where the ticket differs.
         if i.status.is_open() && kind == OutboxKind::Update {
-            patch.insert("impact".into(), json!(impact));
-            patch.insert("urgency".into(), json!(urgency));
-            patch.insert(
-                "short_description".into(),
-                json!(short_description(&detail)),
-            );
+            let (impact, urgency) = impact_urgency(i.severity);
+            let summary = short_description(&detail);
+            for (field, want, have) in [
+                ("impact", impact, &remote.impact),
+                ("urgency", urgency, &remote.urgency),
+                (
+                    "short_description",
+                    summary.as_str(),
+                    &remote.short_description,
+                ),
+            ] {
+                if have.as_str() != want {
+                    patch.insert(field.into(), json!(want));
+                }
+            }
         }
         let result = if patch.is_empty() {
             remote
@@ -597,7 +594,6 @@ impl Engine {
             }
             _ => None,
         };
-        let _ = current;
         store
             .record_ticket(
                 incident_id,
@@ -622,13 +618,13 @@ impl Engine {
             }));
         };
         let marker = format!("[socbridge note {}]", item.id);
-        if item.attempts > 0 {
-            // A previous attempt may have landed: look before writing again.
-            let since = item.created_at.saturating_sub_micros(120_000_000);
-            let journal = link.client.journal(&sys_id, Some(since)).await?;
-            if journal.iter().any(|e| e.value.as_str().contains(&marker)) {
-                return Ok(());
-            }
+        // An earlier attempt may have landed without being recorded: its answer lost, or the
+        // process killed between the write and `outbox_done` (which leaves no failed attempt
+        // behind). So look for the marker before every write, not only after a failure.
+        let since = item.created_at.saturating_sub_micros(120_000_000);
+        let journal = link.client.journal(&sys_id, Some(since)).await?;
+        if journal.iter().any(|e| e.value.as_str().contains(&marker)) {
+            return Ok(());
         }
         let text = item.payload["text"].as_str().unwrap_or_default();
         let actor = item.payload["actor"].as_str().unwrap_or("socbridge");
@@ -645,27 +641,18 @@ impl Engine {
     }
 
     /// Takes one ticket's state and notes into its incident (used by the webhook and the
-    /// sync-in poll). Returns whether the ticket is socbridge's.
+    /// sync-in poll). `local` is socbridge's record of the ticket, found by its sys_id.
     pub(crate) async fn sync_ticket(
         &self,
         link: &Link,
+        local: &TicketRecord,
         remote: &Ticket,
         report: &mut SyncReport,
-    ) -> Result<bool, WorkError> {
+    ) -> Result<(), WorkError> {
         let store = &self.inner.store;
-        let Some(local) = store
-            .find_ticket(remote.sys_id.as_str(), remote.correlation_id.non_empty())
-            .await?
-        else {
-            return Ok(false);
-        };
-        if local.sys_id.is_none() {
-            // Our create is still in flight; the worker will record and reconcile it.
-            return Ok(true);
-        }
         let id = local.incident_id;
         let Some(detail) = store.get_incident(id, None).await? else {
-            return Ok(true);
+            return Ok(());
         };
         report.tickets_read += 1;
         let s = &link.settings;
@@ -740,7 +727,7 @@ impl Engine {
         store
             .record_ticket(id, &link_of(&link.client, remote), None)
             .await?;
-        Ok(true)
+        Ok(())
     }
 
     /// The safety net: reads every socbridge ticket changed since the mark (all pages) and
@@ -771,7 +758,16 @@ impl Engine {
                 let n = page.items.len();
                 for t in &page.items {
                     newest = newest.max(t.updated_on());
-                    self.sync_ticket(&link, t, &mut report)
+                    // Only tickets socbridge created or adopted: a record that merely carries
+                    // one of its correlation ids is someone else's.
+                    let Some(local) = store
+                        .find_ticket(t.sys_id.as_str())
+                        .await
+                        .map_err(|e| e.to_string())?
+                    else {
+                        continue;
+                    };
+                    self.sync_ticket(&link, &local, t, &mut report)
                         .await
                         .map_err(|e| e.to_string())?;
                 }
@@ -796,12 +792,15 @@ impl Engine {
     pub async fn drain_outbox(&self, deadline: Duration) -> Result<i64, EngineError> {
         let until = std::time::Instant::now() + deadline;
         loop {
-            self.process_outbox().await?;
+            let pass = self.process_outbox().await?;
             let stats = self.inner.store.outbox_stats().await?;
             if stats.pending == 0 || std::time::Instant::now() >= until {
                 return Ok(stats.pending);
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // A pass that did nothing means the rest waits for its retry time.
+            if pass.done + pass.retried + pass.failed == 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
 }
@@ -818,15 +817,6 @@ fn short_description(d: &IncidentDetail) -> String {
 /// string, so it cannot collide with a source's).
 pub(crate) fn ticketing_aad() -> Vec<u8> {
     socbridge_secrets::aad_for_source("", SYSTEM)
-}
-
-fn rand_fraction() -> f64 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    // Jitter only: a clock-derived fraction is enough and needs no RNG state.
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    f64::from(n % 1000) / 1000.0
 }
 
 /// Why a webhook call was refused (each maps to a 4xx the caller can act on).
@@ -881,16 +871,13 @@ impl Engine {
             .and_then(Value::as_str)
             .filter(|s| !s.trim().is_empty())
             .ok_or_else(|| WebhookError::BadBody("`sys_id` (a string) is required".into()))?;
-        if self
+        let local = self
             .inner
             .store
-            .find_ticket(sys_id, None)
+            .find_ticket(sys_id)
             .await
             .map_err(EngineError::from)?
-            .is_none()
-        {
-            return Err(WebhookError::UnknownTicket(sys_id.to_string()));
-        }
+            .ok_or_else(|| WebhookError::UnknownTicket(sys_id.to_string()))?;
         let remote = link
             .client
             .get(sys_id)
@@ -898,7 +885,7 @@ impl Engine {
             .map_err(|e| WebhookError::Upstream(e.to_string()))?
             .ok_or_else(|| WebhookError::UnknownTicket(sys_id.to_string()))?;
         let mut report = SyncReport::default();
-        self.sync_ticket(&link, &remote, &mut report)
+        self.sync_ticket(&link, &local, &remote, &mut report)
             .await
             .map_err(|e| WebhookError::Upstream(e.to_string()))?;
         Ok(report)

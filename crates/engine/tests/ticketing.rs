@@ -444,3 +444,69 @@ async fn the_webhook_refuses_bad_calls_and_takes_a_real_change_in() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_note_that_landed_unrecorded_is_not_written_again() {
+    let rig = rig(1, 6, 15).await;
+    rig.engine.poll_until_idle(100).await.unwrap();
+    assert_eq!(
+        rig.engine
+            .drain_outbox(Duration::from_secs(30))
+            .await
+            .unwrap(),
+        0
+    );
+    let inc = all_incidents(&rig.store).await[0].clone();
+    let sys_id = inc.ticket.as_ref().unwrap().sys_id.clone();
+    rig.store
+        .update_incident(
+            inc.id,
+            None,
+            &IncidentUpdate {
+                status: None,
+                resolution: None,
+                assignee: None,
+                comment: Some("called the user".into()),
+                actor: "alice".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let note = rig
+        .store
+        .outbox_of_incident(inc.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|w| w.state == "pending")
+        .expect("the note is queued");
+    // The write lands at ServiceNow as socbridge would make it, and socbridge dies before
+    // recording it: the item is still pending with no failed attempt.
+    let sn = rig.sim.endpoints().servicenow.clone().unwrap();
+    let marker = format!("[socbridge note {}]", note.id);
+    let resp = reqwest::Client::new()
+        .patch(format!(
+            "{}/api/now/table/incident/{sys_id}",
+            sn.instance_url
+        ))
+        .basic_auth(&sn.integration.user_name, Some(&sn.integration.password))
+        .json(&json!({"work_notes": format!("{marker} alice: called the user")}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    assert_eq!(
+        rig.engine
+            .drain_outbox(Duration::from_secs(30))
+            .await
+            .unwrap(),
+        0
+    );
+    let copies = rig
+        .sim
+        .servicenow_journal()
+        .into_iter()
+        .filter(|e| e["value"].as_str().is_some_and(|v| v.contains(&marker)))
+        .count();
+    assert_eq!(copies, 1, "the note is in the ticket once");
+}

@@ -129,6 +129,54 @@ pub(crate) struct FaultPlan {
     pub duplicate: bool,
 }
 
+/// The fault rates every emulator has.
+pub(crate) struct CommonRates {
+    pub slow: f64,
+    pub slow_ms: u64,
+    pub status_429: f64,
+    pub status_500: f64,
+    pub status_503: f64,
+    pub drop: f64,
+    pub truncate: f64,
+}
+
+/// The faults drawn for one request from [`CommonRates`].
+pub(crate) struct CommonPlan {
+    pub slow: Option<Duration>,
+    pub error: Option<u16>,
+    pub body: Option<BodyFault>,
+}
+
+/// Draws one request's faults: always seven draws in a fixed order (slow, 429, 500, 503,
+/// drop, truncate, then the emulator's own `extra` fault), so a seed replays the same
+/// decisions for the same sequence of requests. The first error drawn wins; a dropped body
+/// wins over a truncated one.
+pub(crate) fn draw_faults(rng: &mut ChaCha8Rng, r: CommonRates, extra: f64) -> (CommonPlan, bool) {
+    let mut hit = |p: f64| rng.random::<f64>() < p;
+    let slow = hit(r.slow);
+    let e429 = hit(r.status_429);
+    let e500 = hit(r.status_500);
+    let e503 = hit(r.status_503);
+    let drop = hit(r.drop);
+    let truncate = hit(r.truncate);
+    let extra = hit(extra);
+    let plan = CommonPlan {
+        slow: slow.then(|| Duration::from_millis(r.slow_ms)),
+        error: [(e429, 429), (e500, 500), (e503, 503)]
+            .iter()
+            .find(|(h, _)| *h)
+            .map(|(_, c)| *c),
+        body: if drop {
+            Some(BodyFault::Drop)
+        } else if truncate {
+            Some(BodyFault::Truncate)
+        } else {
+            None
+        },
+    };
+    (plan, extra)
+}
+
 /// A fault applied to a 2xx body after the handler ran.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum BodyFault {
@@ -539,37 +587,26 @@ impl State {
         }
     }
 
-    /// Draws this request's faults. Always seven draws in a fixed order, so a seed replays the
-    /// same sequence of decisions for the same sequence of requests.
+    /// Draws this request's faults (see [`draw_faults`]; the seventh draw is the duplicate).
     pub fn draw_faults(&mut self) -> FaultPlan {
         let f = &self.faults;
-        let rng = &mut self.fault_rng;
-        let mut hit = |p: f64| rng.random::<f64>() < p;
-        let slow = hit(f.rate_slow);
-        let e429 = hit(f.rate_429);
-        let e500 = hit(f.rate_500);
-        let e503 = hit(f.rate_503);
-        let drop = hit(f.rate_drop);
-        let truncate = hit(f.rate_truncate);
-        let duplicate = hit(f.rate_duplicate);
+        let (common, duplicate) = draw_faults(
+            &mut self.fault_rng,
+            CommonRates {
+                slow: f.rate_slow,
+                slow_ms: f.slow_ms,
+                status_429: f.rate_429,
+                status_500: f.rate_500,
+                status_503: f.rate_503,
+                drop: f.rate_drop,
+                truncate: f.rate_truncate,
+            },
+            f.rate_duplicate,
+        );
         FaultPlan {
-            slow: slow.then(|| Duration::from_millis(f.slow_ms)),
-            error: if e429 {
-                Some(429)
-            } else if e500 {
-                Some(500)
-            } else if e503 {
-                Some(503)
-            } else {
-                None
-            },
-            body: if drop {
-                Some(BodyFault::Drop)
-            } else if truncate {
-                Some(BodyFault::Truncate)
-            } else {
-                None
-            },
+            slow: common.slow,
+            error: common.error,
+            body: common.body,
             duplicate,
         }
     }

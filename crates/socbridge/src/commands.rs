@@ -88,20 +88,13 @@ async fn dispatch(cli: &Cli, store: socbridge_store::Store) -> anyhow::Result<Ex
                 let reports = engine.poll_until_idle(1000).await?;
                 print_reports(cli.output, &reports)?;
                 let mut code = exit_for(&reports);
-                if let Some(check) = engine.check_ticketing().await? {
-                    if let Err(e) = &check {
-                        tracing::warn!(error = %e, "ServiceNow unreachable; ticket work is kept for later");
-                    }
+                if engine.ticketing_configured().await? {
+                    // Ticket work first, then what changed at ServiceNow (which queues none).
                     let left = engine.drain_outbox(args.drain_timeout).await?;
                     if let Err(e) = engine.sync_tickets().await {
                         eprintln!("ServiceNow sync-in failed: {e}");
                         code = ExitCode::from(1);
                     }
-                    let left = if left > 0 {
-                        engine.drain_outbox(args.drain_timeout).await?
-                    } else {
-                        left
-                    };
                     if left > 0 {
                         eprintln!(
                             "{left} ticket work item(s) still pending after {}; they stay queued for the next run",

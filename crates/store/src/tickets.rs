@@ -398,7 +398,9 @@ impl Store {
         w.commit("recording a ticket sync").await
     }
 
-    /// Outbox items due now, oldest first per tenant, at most `limit`.
+    /// Outbox items due now, oldest first per tenant, at most `limit`. Work of one incident is
+    /// done in order: an item waits while an earlier one of its incident is still pending
+    /// (due or not) or failed, so each pass holds at most one item per incident.
     pub async fn due_outbox(
         &self,
         now: Timestamp,
@@ -408,6 +410,9 @@ impl Store {
             "SELECT {ITEM_COLUMNS}
                FROM outbox o JOIN tenants t ON t.id = o.tenant_id
               WHERE o.state = 'pending' AND o.next_attempt_at <= $1
+                AND NOT EXISTS (SELECT 1 FROM outbox e
+                                 WHERE e.incident_id = o.incident_id AND e.id < o.id
+                                   AND e.state IN ('pending', 'failed'))
               ORDER BY o.tenant_id, o.id
               LIMIT $2"
         ))
@@ -450,22 +455,6 @@ impl Store {
         .await
         .op("reading an incident's outbox")?;
         rows.iter().map(item_from_row).collect()
-    }
-
-    /// Is any earlier work of this incident still pending or failed? Work of one incident is
-    /// done in order.
-    pub async fn outbox_blocked(&self, item: &OutboxItem) -> Result<bool, StoreError> {
-        let id: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM outbox
-              WHERE incident_id = $1 AND id < $2 AND state IN ('pending', 'failed')
-              LIMIT 1",
-        )
-        .bind(item.incident_id)
-        .bind(item.id)
-        .fetch_optional(&self.pool)
-        .await
-        .op("reading the outbox")?;
-        Ok(id.is_some())
     }
 
     /// Does this incident have ticket work not yet done?
@@ -583,20 +572,15 @@ impl Store {
         row.as_ref().map(ticket_from_row).transpose()
     }
 
-    /// The ticket with this ServiceNow sys_id, or else this correlation id.
-    pub async fn find_ticket(
-        &self,
-        sys_id: &str,
-        correlation_id: Option<&str>,
-    ) -> Result<Option<TicketRecord>, StoreError> {
+    /// The ticket with this ServiceNow sys_id. (A record that merely carries one of
+    /// socbridge's correlation ids is not its ticket: only the sys_id socbridge created or
+    /// adopted counts.)
+    pub async fn find_ticket(&self, sys_id: &str) -> Result<Option<TicketRecord>, StoreError> {
         let row = sqlx::query(&format!(
             "SELECT {TICKET_COLUMNS} FROM tickets k JOIN tenants t ON t.id = k.tenant_id
-              WHERE k.sys_id = $1 OR k.correlation_id = $2
-              ORDER BY CASE WHEN k.sys_id = $1 THEN 0 ELSE 1 END
-              LIMIT 1"
+              WHERE k.sys_id = $1"
         ))
         .bind(sys_id)
-        .bind(correlation_id.unwrap_or(""))
         .fetch_optional(&self.pool)
         .await
         .op("finding a ticket")?;
@@ -663,12 +647,6 @@ impl Store {
     ) -> Result<Option<IncidentView>, StoreError> {
         self.update_incident_from(incident_id, None, update, Origin::Ticket, journal_entry)
             .await
-    }
-
-    /// Is ticketing on for `tenant`-scoped callers? (Used by the CLI to say what happens.)
-    pub async fn ticketing_enabled(&self) -> Result<bool, StoreError> {
-        let mut conn = self.pool.acquire().await.op("checking ticketing")?;
-        ticketing_enabled(&mut conn).await
     }
 }
 

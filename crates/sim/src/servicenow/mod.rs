@@ -279,12 +279,8 @@ pub(crate) struct Plan {
     pub commit_drop: bool,
 }
 
-/// A fault applied to a 2xx answer after the handler ran.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Spoil {
-    Drop,
-    Truncate,
-}
+/// A fault applied to a 2xx answer after the handler ran: the one the emulators share.
+pub(crate) use crate::state::BodyFault as Spoil;
 
 /// Everything mutable, behind one lock (never held across an await).
 pub(crate) struct SnState {
@@ -474,32 +470,27 @@ impl Sn {
 }
 
 impl SnState {
-    /// Draws this request's faults: always seven draws in a fixed order, so a seed replays
-    /// the same decisions for the same sequence of requests.
+    /// Draws this request's faults (see [`crate::state::draw_faults`]; the seventh draw is
+    /// commit-then-drop).
     pub fn draw(&mut self) -> Plan {
         let f = &self.faults;
-        let rng = &mut self.fault_rng;
-        let mut hit = |p: f64| rng.random::<f64>() < p;
-        let slow = hit(f.rate_slow);
-        let e429 = hit(f.rate_429);
-        let e500 = hit(f.rate_500);
-        let e503 = hit(f.rate_503);
-        let drop = hit(f.rate_drop);
-        let truncate = hit(f.rate_truncate);
-        let commit_drop = hit(f.rate_commit_drop);
-        Plan {
-            slow: slow.then(|| Duration::from_millis(f.slow_ms)),
-            error: [(e429, 429), (e500, 500), (e503, 503)]
-                .iter()
-                .find(|(h, _)| *h)
-                .map(|(_, c)| *c),
-            body: if drop {
-                Some(Spoil::Drop)
-            } else if truncate {
-                Some(Spoil::Truncate)
-            } else {
-                None
+        let (common, commit_drop) = crate::state::draw_faults(
+            &mut self.fault_rng,
+            crate::state::CommonRates {
+                slow: f.rate_slow,
+                slow_ms: f.slow_ms,
+                status_429: f.rate_429,
+                status_500: f.rate_500,
+                status_503: f.rate_503,
+                drop: f.rate_drop,
+                truncate: f.rate_truncate,
             },
+            f.rate_commit_drop,
+        );
+        Plan {
+            slow: common.slow,
+            error: common.error,
+            body: common.body,
             commit_drop,
         }
     }
