@@ -6,6 +6,7 @@ pub mod engine;
 pub mod poll;
 pub mod settings;
 pub mod ticketing;
+mod writeback;
 
 pub use config::{Config, ConfigError, ServiceNowSpec, SourceSpec, TenantSpec};
 pub use engine::{ApplyReport, Engine, EngineError, EngineOptions};

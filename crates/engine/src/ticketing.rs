@@ -26,7 +26,8 @@ use socbridge_connectors::servicenow::{Auth, ServiceNowClient, Ticket};
 use socbridge_model::{IncidentDetail, IncidentStatus, IncidentUpdate, Severity, Timestamp};
 use socbridge_secrets::SecretFields;
 use socbridge_store::{
-    CORRELATION_PREFIX, OutboxItem, OutboxKind, StoreError, TicketLink, TicketRecord,
+    CORRELATION_PREFIX, OutboxItem, OutboxKind, StoreError, TARGET_SERVICENOW, TARGET_VENDOR,
+    TicketLink, TicketRecord,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -317,14 +318,16 @@ impl Engine {
     }
 
     /// One pass over the due outbox items: each tenant's in order, one writer per tenant,
-    /// tenants in parallel.
+    /// tenants in parallel. Ticket work waits while ticketing is not configured; vendor
+    /// write-backs go on regardless.
     pub async fn process_outbox(&self) -> Result<OutboxReport, EngineError> {
-        let Some(link) = self.link().await? else {
-            return Ok(OutboxReport::default());
-        };
+        let link = self.link().await?;
         let items = self.inner.store.due_outbox(Timestamp::now(), 1000).await?;
         let mut by_tenant: BTreeMap<String, Vec<OutboxItem>> = BTreeMap::new();
         for item in items {
+            if item.target == TARGET_SERVICENOW && link.is_none() {
+                continue;
+            }
             by_tenant.entry(item.tenant.clone()).or_default().push(item);
         }
         let sem = Arc::new(tokio::sync::Semaphore::new(
@@ -340,7 +343,7 @@ impl Engine {
                 // One writer per tenant in this process.
                 let lock = engine.tenant_lock(&tenant).await;
                 let _held = lock.lock().await;
-                engine.process_tenant(&link, items).await
+                engine.process_tenant(link.as_deref(), items).await
             });
         }
         let mut report = OutboxReport::default();
@@ -365,14 +368,14 @@ impl Engine {
 
     async fn process_tenant(
         &self,
-        link: &Link,
+        link: Option<&Link>,
         items: Vec<OutboxItem>,
     ) -> Result<OutboxReport, EngineError> {
         // `due_outbox` hands out at most one item per incident, the oldest open one, so the
         // items of an incident are done in order without a check here.
         let mut report = OutboxReport::default();
         for item in items {
-            let span = tracing::info_span!("ticket", tenant = %item.tenant, incident = item.incident_id, kind = item.kind.as_str(), item = item.id);
+            let span = tracing::info_span!("outbox", tenant = %item.tenant, incident = item.incident_id, target = %item.target, kind = item.kind.as_str(), item = item.id);
             let result = tracing::Instrument::instrument(self.do_item(link, &item), span).await;
             match result {
                 Ok(()) => {
@@ -383,7 +386,7 @@ impl Engine {
                     let attempts = item.attempts + 1;
                     if e.retryable() || attempts < 3 {
                         let wait = self.outbox_backoff(attempts);
-                        tracing::warn!(tenant = %item.tenant, incident = item.incident_id, kind = item.kind.as_str(), error = %e, ?wait, "ticket work failed; will retry");
+                        tracing::warn!(tenant = %item.tenant, incident = item.incident_id, kind = item.kind.as_str(), error = %e, ?wait, "outbox work failed; will retry");
                         let next = Timestamp::now().saturating_add_micros(
                             i64::try_from(wait.as_micros()).unwrap_or(i64::MAX),
                         );
@@ -393,7 +396,7 @@ impl Engine {
                             .await?;
                         report.retried += 1;
                     } else {
-                        tracing::error!(tenant = %item.tenant, incident = item.incident_id, kind = item.kind.as_str(), error = %e, "ticket work failed for good");
+                        tracing::error!(tenant = %item.tenant, incident = item.incident_id, kind = item.kind.as_str(), error = %e, "outbox work failed for good");
                         self.inner
                             .store
                             .outbox_failed(item.id, &e.to_string())
@@ -415,7 +418,13 @@ impl Engine {
         base.mul_f64(0.5 + 0.5 * rand::random::<f64>())
     }
 
-    async fn do_item(&self, link: &Link, item: &OutboxItem) -> Result<(), WorkError> {
+    async fn do_item(&self, link: Option<&Link>, item: &OutboxItem) -> Result<(), WorkError> {
+        if item.kind == OutboxKind::Writeback {
+            return self.vendor_writeback(item).await;
+        }
+        let link = link.ok_or_else(|| {
+            WorkError::Permanent("ticketing is not configured (no [servicenow] section)".into())
+        })?;
         match item.kind {
             OutboxKind::Note => self.append_note(link, item).await,
             kind => self.reconcile(link, item.incident_id, kind).await,
@@ -788,12 +797,17 @@ impl Engine {
     }
 
     /// Runs the outbox until nothing is due, waiting for retries up to `deadline`. Returns
-    /// the pending count left.
+    /// the pending count left. Without ticketing configured only vendor write-backs are
+    /// waited for (ticket work stays queued for when it is).
     pub async fn drain_outbox(&self, deadline: Duration) -> Result<i64, EngineError> {
         let until = std::time::Instant::now() + deadline;
+        let target = match self.link().await? {
+            Some(_) => None,
+            None => Some(TARGET_VENDOR),
+        };
         loop {
             let pass = self.process_outbox().await?;
-            let stats = self.inner.store.outbox_stats().await?;
+            let stats = self.inner.store.outbox_stats_of(target).await?;
             if stats.pending == 0 || std::time::Instant::now() >= until {
                 return Ok(stats.pending);
             }

@@ -18,6 +18,12 @@ impl SourceKind {
         SourceKind::SymantecMss,
     ];
 
+    /// Does the vendor keep a workflow of its own that socbridge writes incident changes back
+    /// to? (Symantec MSS: UpdateIncidentWorkflow.) Data, not scattered `if`s.
+    pub fn has_vendor_workflow(self) -> bool {
+        matches!(self, SourceKind::SymantecMss)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             SourceKind::SecureEndpoint => "secure_endpoint",

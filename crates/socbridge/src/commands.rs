@@ -88,20 +88,22 @@ async fn dispatch(cli: &Cli, store: socbridge_store::Store) -> anyhow::Result<Ex
                 let reports = engine.poll_until_idle(1000).await?;
                 print_reports(cli.output, &reports)?;
                 let mut code = exit_for(&reports);
+                // Ticket work and vendor write-backs first, then what changed at ServiceNow
+                // (which queues no ticket work, only write-backs: drained again after).
+                let mut left = engine.drain_outbox(args.drain_timeout).await?;
                 if engine.ticketing_configured().await? {
-                    // Ticket work first, then what changed at ServiceNow (which queues none).
-                    let left = engine.drain_outbox(args.drain_timeout).await?;
                     if let Err(e) = engine.sync_tickets().await {
                         eprintln!("ServiceNow sync-in failed: {e}");
                         code = ExitCode::from(1);
                     }
-                    if left > 0 {
-                        eprintln!(
-                            "{left} ticket work item(s) still pending after {}; they stay queued for the next run",
-                            humantime::format_duration(args.drain_timeout)
-                        );
-                        code = ExitCode::from(1);
-                    }
+                    left = engine.drain_outbox(args.drain_timeout).await?;
+                }
+                if left > 0 {
+                    eprintln!(
+                        "{left} outbox item(s) still pending after {}; they stay queued for the next run",
+                        humantime::format_duration(args.drain_timeout)
+                    );
+                    code = ExitCode::from(1);
                 }
                 return Ok(code);
             }
@@ -176,6 +178,7 @@ async fn outbox(
                         "ITEM",
                         "TENANT",
                         "INCIDENT",
+                        "TARGET",
                         "KIND",
                         "STATE",
                         "ATTEMPTS",
@@ -187,6 +190,7 @@ async fn outbox(
                             w.id.to_string(),
                             w.tenant.clone(),
                             w.incident_id.to_string(),
+                            w.target.clone(),
                             w.kind.as_str().to_string(),
                             w.state.clone(),
                             w.attempts.to_string(),

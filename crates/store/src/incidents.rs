@@ -6,7 +6,10 @@
 
 use crate::error::ResultExt as _;
 use crate::ingest::add_event;
-use crate::tickets::{Origin, enqueue, mark_journal_seen, ticketing_enabled, work_for_update};
+use crate::tickets::{
+    Origin, OutboxKind, enqueue, has_vendor_workflow, mark_journal_seen, ticketing_enabled,
+    work_for_update,
+};
 use crate::{Backend, Store, StoreError, in_scope};
 use socbridge_model::{
     FindingView, IncidentDetail, IncidentFilter, IncidentStatus, IncidentUpdate, IncidentView,
@@ -422,7 +425,9 @@ impl Store {
         if origin == Origin::Ticket && requested.is_some() {
             // Ticket work still pending carries a newer intent than what the ticket says.
             let pending: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM outbox WHERE incident_id = $1 AND state = 'pending' LIMIT 1",
+                "SELECT id FROM outbox
+                  WHERE incident_id = $1 AND state = 'pending' AND target = 'servicenow'
+                  LIMIT 1",
             )
             .bind(id)
             .fetch_optional(&mut *conn)
@@ -519,7 +524,7 @@ impl Store {
             for (kind, detail) in &events {
                 add_event(conn, id, now, kind, &actor, detail).await?;
             }
-            if origin == Origin::Local && ticketing_enabled(conn).await? {
+            if origin.mirrors_to_ticket() && ticketing_enabled(conn).await? {
                 let fields_changed = resolution != cur.resolution || assignee != cur.assignee;
                 let work = work_for_update(
                     cur.status,
@@ -531,6 +536,15 @@ impl Store {
                 for (kind, payload) in work {
                     enqueue(conn, cur.tenant_id, &cur.tenant, id, kind, payload, now).await?;
                 }
+            }
+            if origin.mirrors_to_vendor() && has_vendor_workflow(conn, id).await? {
+                let payload = serde_json::json!({
+                    "comment": comment,
+                    "actor": actor,
+                    "origin": origin.as_str(),
+                });
+                let kind = OutboxKind::Writeback;
+                enqueue(conn, cur.tenant_id, &cur.tenant, id, kind, payload, now).await?;
             }
         }
 

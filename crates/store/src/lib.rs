@@ -30,8 +30,8 @@ pub use records::{
     Counts, IngestBatch, IngestOutcome, NewSource, QuarantineRecord, SourceRecord, TenantRecord,
 };
 pub use tickets::{
-    CORRELATION_PREFIX, Origin, OutboxItem, OutboxKind, OutboxStats, TARGET_SERVICENOW, TicketLink,
-    TicketRecord, TicketingRecord, correlation_id,
+    CORRELATION_PREFIX, Origin, OutboxItem, OutboxKind, OutboxStats, TARGET_SERVICENOW,
+    TARGET_VENDOR, TicketLink, TicketRecord, TicketingRecord, correlation_id,
 };
 
 use error::ResultExt as _;

@@ -15,7 +15,7 @@ use crate::error::ResultExt as _;
 use crate::{Store, StoreError};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use socbridge_model::{IncidentStatus, IncidentUpdate, IncidentView, Timestamp};
+use socbridge_model::{IncidentStatus, IncidentUpdate, IncidentView, SourceKind, Timestamp};
 use sqlx::{AnyConnection, Row as _};
 use std::fmt;
 
@@ -69,6 +69,8 @@ pub enum OutboxKind {
     Note,
     Close,
     Reopen,
+    /// Write the incident's state back to the vendor it came from (target `vendor`).
+    Writeback,
 }
 
 impl OutboxKind {
@@ -79,6 +81,15 @@ impl OutboxKind {
             OutboxKind::Note => "note",
             OutboxKind::Close => "close",
             OutboxKind::Reopen => "reopen",
+            OutboxKind::Writeback => "writeback",
+        }
+    }
+
+    /// Where the work goes: the vendor for a write-back, the ticket otherwise.
+    pub fn target(self) -> &'static str {
+        match self {
+            OutboxKind::Writeback => TARGET_VENDOR,
+            _ => TARGET_SERVICENOW,
         }
     }
 
@@ -89,6 +100,7 @@ impl OutboxKind {
             "note" => OutboxKind::Note,
             "close" => OutboxKind::Close,
             "reopen" => OutboxKind::Reopen,
+            "writeback" => OutboxKind::Writeback,
             _ => return None,
         })
     }
@@ -120,15 +132,39 @@ pub struct OutboxStats {
     pub oldest_pending: Option<Timestamp>,
 }
 
-/// Where an incident change comes from: an analyst or socbridge itself (the ticket follows),
-/// or the ticket (nothing goes back to it).
+/// Where an incident change comes from, which decides where it is mirrored to: nothing goes
+/// back to where a change came from (the first half of echo suppression).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
+    /// An analyst or socbridge itself: the ticket and the vendor follow.
     Local,
+    /// The ticket (sync-in): the vendor follows.
     Ticket,
+    /// The vendor's own workflow (an upsert of a vendor incident): the ticket follows.
+    Vendor,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Local => "local",
+            Origin::Ticket => "ticket",
+            Origin::Vendor => "vendor",
+        }
+    }
+
+    pub(crate) fn mirrors_to_ticket(self) -> bool {
+        self != Origin::Ticket
+    }
+
+    pub(crate) fn mirrors_to_vendor(self) -> bool {
+        self != Origin::Vendor
+    }
 }
 
 pub const TARGET_SERVICENOW: &str = "servicenow";
+/// Outbox target of vendor write-backs (Symantec MSS UpdateIncidentWorkflow).
+pub const TARGET_VENDOR: &str = "vendor";
 
 /// The ticket's correlation id for an incident: `socbridge:<tenant>:<incident id>`, at most
 /// 100 characters (a long tenant name is replaced by a hash of it). Stable: incident ids are
@@ -170,6 +206,9 @@ pub(crate) async fn enqueue(
     payload: serde_json::Value,
     now: Timestamp,
 ) -> Result<(), StoreError> {
+    if kind == OutboxKind::Writeback {
+        return enqueue_writeback(conn, tenant_id, incident_id, payload, now).await;
+    }
     if kind == OutboxKind::Create {
         sqlx::query(
             "INSERT INTO tickets (incident_id, tenant_id, system, correlation_id, created_at,
@@ -227,8 +266,67 @@ pub(crate) async fn enqueue(
     )
     .bind(tenant_id)
     .bind(incident_id)
-    .bind(TARGET_SERVICENOW)
+    .bind(kind.target())
     .bind(kind.as_str())
+    .bind(payload.to_string())
+    .bind(now.as_micros())
+    .execute(&mut *conn)
+    .await
+    .op("adding to the outbox")?;
+    Ok(())
+}
+
+/// Does the incident hold findings of a source whose vendor has a workflow to write back to
+/// (Symantec MSS)? Read inside the caller's transaction.
+pub(crate) async fn has_vendor_workflow(
+    conn: &mut AnyConnection,
+    incident_id: i64,
+) -> Result<bool, StoreError> {
+    let kinds: Vec<String> =
+        sqlx::query_scalar("SELECT source_kind FROM incident_sources WHERE incident_id = $1")
+            .bind(incident_id)
+            .fetch_all(&mut *conn)
+            .await
+            .op("reading an incident's sources")?;
+    Ok(kinds.iter().any(|k| {
+        k.parse::<SourceKind>()
+            .is_ok_and(SourceKind::has_vendor_workflow)
+    }))
+}
+
+/// Enqueues a vendor write-back. The worker reads the incident's state when it runs, so one
+/// pending write-back without a comment carries every later change too; a comment is its own
+/// item (it is written once, in order).
+async fn enqueue_writeback(
+    conn: &mut AnyConnection,
+    tenant_id: i64,
+    incident_id: i64,
+    payload: serde_json::Value,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let has_comment = payload.get("comment").is_some_and(|c| !c.is_null());
+    if !has_comment {
+        let pending: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM outbox
+              WHERE incident_id = $1 AND state = 'pending' AND kind = 'writeback'
+              LIMIT 1",
+        )
+        .bind(incident_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .op("reading the outbox")?;
+        if pending.is_some() {
+            return Ok(());
+        }
+    }
+    sqlx::query(
+        "INSERT INTO outbox (tenant_id, incident_id, target, kind, payload, state, attempts,
+                             next_attempt_at, created_at, updated_at)
+         VALUES ($1, $2, $3, 'writeback', $4, 'pending', 0, $5, $5, $5)",
+    )
+    .bind(tenant_id)
+    .bind(incident_id)
+    .bind(TARGET_VENDOR)
     .bind(payload.to_string())
     .bind(now.as_micros())
     .execute(&mut *conn)
@@ -398,9 +496,10 @@ impl Store {
         w.commit("recording a ticket sync").await
     }
 
-    /// Outbox items due now, oldest first per tenant, at most `limit`. Work of one incident is
-    /// done in order: an item waits while an earlier one of its incident is still pending
-    /// (due or not) or failed, so each pass holds at most one item per incident.
+    /// Outbox items due now, oldest first per tenant, at most `limit`. Work of one incident for
+    /// one target is done in order: an item waits while an earlier one of its incident and
+    /// target is still pending (due or not) or failed, so each pass holds at most one item per
+    /// incident and target (a ServiceNow outage does not hold up vendor write-backs).
     pub async fn due_outbox(
         &self,
         now: Timestamp,
@@ -412,6 +511,7 @@ impl Store {
               WHERE o.state = 'pending' AND o.next_attempt_at <= $1
                 AND NOT EXISTS (SELECT 1 FROM outbox e
                                  WHERE e.incident_id = o.incident_id AND e.id < o.id
+                                   AND e.target = o.target
                                    AND e.state IN ('pending', 'failed'))
               ORDER BY o.tenant_id, o.id
               LIMIT $2"
@@ -460,7 +560,8 @@ impl Store {
     /// Does this incident have ticket work not yet done?
     pub async fn has_pending_ticket_work(&self, incident_id: i64) -> Result<bool, StoreError> {
         let id: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM outbox WHERE incident_id = $1 AND state = 'pending' LIMIT 1",
+            "SELECT id FROM outbox
+              WHERE incident_id = $1 AND state = 'pending' AND target = 'servicenow' LIMIT 1",
         )
         .bind(incident_id)
         .fetch_optional(&self.pool)
@@ -537,11 +638,20 @@ impl Store {
 
     /// Depth and age of the outbox.
     pub async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
-        let rows: Vec<(String, i64, Option<i64>)> =
-            sqlx::query_as("SELECT state, COUNT(*), MIN(created_at) FROM outbox GROUP BY state")
-                .fetch_all(&self.pool)
-                .await
-                .op("counting the outbox")?;
+        self.outbox_stats_of(None).await
+    }
+
+    /// Depth and age of the outbox for one target (`servicenow`, `vendor`), or all.
+    pub async fn outbox_stats_of(&self, target: Option<&str>) -> Result<OutboxStats, StoreError> {
+        let rows: Vec<(String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT state, COUNT(*), MIN(created_at) FROM outbox
+              WHERE $1 IS NULL OR target = $1
+              GROUP BY state",
+        )
+        .bind(target)
+        .fetch_all(&self.pool)
+        .await
+        .op("counting the outbox")?;
         let mut s = OutboxStats::default();
         for (state, n, oldest) in rows {
             match state.as_str() {

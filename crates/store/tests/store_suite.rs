@@ -162,6 +162,7 @@ both_backends!(
     concurrent_ingest_neither_loses_nor_doubles,
     two_sources_feeding_the_same_incidents_at_once,
     ticket_work_is_enqueued_with_the_change_and_can_be_failed_and_retried,
+    vendor_writeback_follows_local_and_ticket_changes_of_vendor_incidents,
 );
 
 async fn ticket_work_is_enqueued_with_the_change_and_can_be_failed_and_retried(db: &TestDb) {
@@ -209,6 +210,114 @@ async fn ticket_work_is_enqueued_with_the_change_and_can_be_failed_and_retried(d
     assert_eq!(store.outbox_retry_failed(Some("acme")).await.unwrap(), 1);
     assert_eq!(store.outbox_retry_failed(None).await.unwrap(), 0);
     assert_eq!(store.open_outbox().await.unwrap().len(), 1);
+}
+
+async fn vendor_writeback_follows_local_and_ticket_changes_of_vendor_incidents(db: &TestDb) {
+    use socbridge_store::{OutboxKind, TARGET_SERVICENOW, TARGET_VENDOR};
+    let store = db.open().await;
+    let mss = tenant_with_source(&store, "acme", "mss", SourceKind::SymantecMss).await;
+    let amp = tenant_with_source(&store, "acme", "amp", SourceKind::SecureEndpoint).await;
+    ingest(
+        &store,
+        &mss,
+        vec![mss_finding("7:v1", "7", 1, Severity::High)],
+    )
+    .await;
+    ingest(
+        &store,
+        &amp,
+        vec![endpoint_finding("e1", "pc1", 2, Severity::High, "10.0.0.1")],
+    )
+    .await;
+    let incidents = all_incidents(&store).await;
+    let id_of = |kind: SourceKind| {
+        incidents
+            .iter()
+            .find(|i| i.sources.contains(&kind))
+            .map(|i| i.id)
+            .expect("an incident of each source")
+    };
+    let (vendor_incident, endpoint_incident) = (
+        id_of(SourceKind::SymantecMss),
+        id_of(SourceKind::SecureEndpoint),
+    );
+
+    // Ticketing is off: an analyst's close still goes back to the vendor, and only there.
+    for id in [vendor_incident, endpoint_incident] {
+        store
+            .update_incident(id, None, &update(Some(IncidentStatus::Resolved)))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let open = store.open_outbox().await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!(
+        (open[0].incident_id, open[0].target.as_str(), open[0].kind),
+        (vendor_incident, TARGET_VENDOR, OutboxKind::Writeback)
+    );
+    // A second change without a comment rides on the pending write-back.
+    store
+        .update_incident(
+            vendor_incident,
+            None,
+            &IncidentUpdate {
+                assignee: Some("bob".into()),
+                actor: "test:alice".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.open_outbox().await.unwrap().len(), 1);
+
+    // With ticketing on, a change from the ticket goes to the vendor (not back to the ticket),
+    // and a comment is its own write-back item.
+    store
+        .set_ticketing("servicenow", &json!({}), Some(b"sealed"))
+        .await
+        .unwrap();
+    let from_ticket = IncidentUpdate {
+        status: Some(IncidentStatus::InProgress),
+        comment: Some("called the customer".into()),
+        actor: "servicenow:carol".into(),
+        ..Default::default()
+    };
+    store
+        .apply_ticket_change(vendor_incident, &from_ticket, Some("j1"))
+        .await
+        .unwrap()
+        .unwrap();
+    let open = store.open_outbox().await.unwrap();
+    let targets: Vec<_> = open.iter().map(|i| (i.target.as_str(), i.kind)).collect();
+    assert_eq!(
+        targets,
+        vec![
+            (TARGET_VENDOR, OutboxKind::Writeback),
+            (TARGET_VENDOR, OutboxKind::Writeback)
+        ]
+    );
+    assert_eq!(open[1].payload["comment"], json!("called the customer"));
+    assert_eq!(open[1].payload["origin"], json!("ticket"));
+
+    // A local change now reaches both; the ticket's work does not wait behind the vendor's.
+    store
+        .update_incident(vendor_incident, None, &update(Some(IncidentStatus::Closed)))
+        .await
+        .unwrap()
+        .unwrap();
+    let due = store.due_outbox(Timestamp::now(), 100).await.unwrap();
+    let mut due: Vec<_> = due.iter().map(|i| (i.target.as_str(), i.kind)).collect();
+    due.sort_by_key(|(t, _)| *t);
+    assert_eq!(
+        due,
+        vec![
+            (TARGET_SERVICENOW, OutboxKind::Create),
+            (TARGET_VENDOR, OutboxKind::Writeback)
+        ],
+        "one item per incident and target, each target in its own order"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
