@@ -100,14 +100,49 @@ pub struct Answer<T> {
     pub value: T,
 }
 
+/// How a call ended when it failed: the stack's own description, plus the raw parts a vendor
+/// whose errors say more than an HTTP status may read (a SOAP Fault in a 500 body, a TLS alert
+/// deep inside the transport error). Returned by [`HttpStack::call_detailed`].
+#[derive(Debug)]
+pub struct CallFailure {
+    /// What [`HttpStack::call`] would have returned.
+    pub error: ConnectorError,
+    /// The transport error of the last attempt, when no (complete) answer came.
+    pub transport: Option<reqwest::Error>,
+    /// The status of the last answer, when one came.
+    pub status: Option<u16>,
+    /// The body of the last non-2xx (or undecodable 2xx) answer; empty otherwise.
+    pub body: Vec<u8>,
+}
+
+impl CallFailure {
+    fn new(error: ConnectorError) -> Box<Self> {
+        Box::new(CallFailure {
+            error,
+            transport: None,
+            status: None,
+            body: Vec::new(),
+        })
+    }
+}
+
+/// One failed attempt as a caller's `is_final` sees it, before the stack decides to retry.
+#[derive(Debug, Clone, Copy)]
+pub enum FailedAttempt<'a> {
+    /// No answer (connection, TLS, timeout, body cut off).
+    Transport(&'a reqwest::Error),
+    /// A non-2xx answer.
+    Status { status: u16, body: &'a [u8] },
+}
+
 /// One failed attempt, and whether another may follow.
 enum Attempt {
     /// Retry after the backoff delay.
-    Retry(ConnectorError),
+    Retry(Box<CallFailure>),
     /// Wait this long (the vendor's rate-limit reset), then retry.
-    RateLimited(Duration, ConnectorError),
+    RateLimited(Duration, Box<CallFailure>),
     /// Give up now.
-    Fail(ConnectorError),
+    Fail(Box<CallFailure>),
 }
 
 impl HttpStack {
@@ -120,6 +155,24 @@ impl HttpStack {
             .user_agent(opts.user_agent.clone())
             .build()
             .expect("a rustls client with bundled roots always builds");
+        HttpStack {
+            client,
+            opts: std::sync::Arc::new(opts),
+        }
+    }
+
+    /// The client builder [`HttpStack::new`] starts from (timeouts, user agent), for a connector
+    /// that must add TLS material of its own (a client certificate, a private root CA) or a
+    /// proxy before handing the client to [`HttpStack::with_client`].
+    pub fn client_builder(opts: &HttpOptions) -> reqwest::ClientBuilder {
+        Client::builder()
+            .connect_timeout(opts.connect_timeout)
+            .timeout(opts.request_timeout)
+            .user_agent(opts.user_agent.clone())
+    }
+
+    /// Builds the stack around a client prepared from [`HttpStack::client_builder`].
+    pub fn with_client(client: Client, opts: HttpOptions) -> Self {
         HttpStack {
             client,
             opts: std::sync::Arc::new(opts),
@@ -145,6 +198,23 @@ impl HttpStack {
         build: impl Fn(&Client) -> RequestBuilder,
         decode: impl Fn(&[u8]) -> Result<T, String>,
     ) -> Result<Answer<T>, ConnectorError> {
+        self.call_detailed(vendor, what, retry, build, decode, |_| false)
+            .await
+            .map_err(|f| f.error)
+    }
+
+    /// [`HttpStack::call`], for vendors whose failures need a closer reading: `is_final` may
+    /// declare a failed attempt not worth repeating (a SOAP Fault, a certificate the server
+    /// refused), and the failure comes back with the last attempt's raw parts.
+    pub async fn call_detailed<T>(
+        &self,
+        vendor: &'static str,
+        what: &str,
+        retry: Retry,
+        build: impl Fn(&Client) -> RequestBuilder,
+        decode: impl Fn(&[u8]) -> Result<T, String>,
+        is_final: impl Fn(FailedAttempt<'_>) -> bool,
+    ) -> Result<Answer<T>, Box<CallFailure>> {
         let mut backoff = ExponentialBuilder::default()
             .with_min_delay(self.opts.min_backoff)
             .with_max_delay(self.opts.max_backoff)
@@ -153,7 +223,9 @@ impl HttpStack {
             .build();
         let mut rate_waits = 0usize;
         loop {
-            let outcome = self.attempt(vendor, what, retry, &build, &decode).await;
+            let outcome = self
+                .attempt(vendor, what, retry, &build, &decode, &is_final)
+                .await;
             let err = match outcome {
                 Ok(answer) => return Ok(answer),
                 Err(Attempt::Fail(e)) => return Err(e),
@@ -176,7 +248,7 @@ impl HttpStack {
             };
             match backoff.next() {
                 Some(delay) => {
-                    tracing::debug!(vendor, what, error = %err, ?delay, "retrying");
+                    tracing::debug!(vendor, what, error = %err.error, ?delay, "retrying");
                     tokio::time::sleep(delay).await;
                 }
                 None => return Err(err),
@@ -191,6 +263,7 @@ impl HttpStack {
         retry: Retry,
         build: &impl Fn(&Client) -> RequestBuilder,
         decode: &impl Fn(&[u8]) -> Result<T, String>,
+        is_final: &impl Fn(FailedAttempt<'_>) -> bool,
     ) -> Result<Answer<T>, Attempt> {
         let may_repeat = retry == Retry::Always;
         let resp: Response = match build(&self.client).send().await {
@@ -201,10 +274,14 @@ impl HttpStack {
                     detail: transport_detail(&e),
                 };
                 // A refused connection sent nothing: always safe to try again.
-                return Err(if may_repeat || e.is_connect() {
-                    Attempt::Retry(err)
+                let repeat =
+                    (may_repeat || e.is_connect()) && !is_final(FailedAttempt::Transport(&e));
+                let mut failure = CallFailure::new(err);
+                failure.transport = Some(e);
+                return Err(if repeat {
+                    Attempt::Retry(failure)
                 } else {
-                    Attempt::Fail(err)
+                    Attempt::Fail(failure)
                 });
             }
         };
@@ -217,10 +294,14 @@ impl HttpStack {
                     vendor,
                     detail: format!("the answer was cut off: {}", transport_detail(&e)),
                 };
-                return Err(if may_repeat {
-                    Attempt::Retry(err)
+                let repeat = may_repeat && !is_final(FailedAttempt::Transport(&e));
+                let mut failure = CallFailure::new(err);
+                failure.transport = Some(e);
+                failure.status = Some(status.as_u16());
+                return Err(if repeat {
+                    Attempt::Retry(failure)
                 } else {
-                    Attempt::Fail(err)
+                    Attempt::Fail(failure)
                 });
             }
         };
@@ -233,28 +314,48 @@ impl HttpStack {
                         what: what.to_string(),
                         detail,
                     };
+                    let mut failure = CallFailure::new(err);
+                    failure.status = Some(status.as_u16());
+                    failure.body = body.to_vec();
                     Err(if may_repeat {
-                        Attempt::Retry(err)
+                        Attempt::Retry(failure)
                     } else {
-                        Attempt::Fail(err)
+                        Attempt::Fail(failure)
                     })
                 }
             };
         }
         let detail = error_detail(&body);
-        match status.as_u16() {
-            401 => Err(Attempt::Fail(ConnectorError::Unauthorized {
+        let s = status.as_u16();
+        let final_by_caller = is_final(FailedAttempt::Status {
+            status: s,
+            body: &body,
+        });
+        let with_parts = |err: ConnectorError| {
+            let mut failure = CallFailure::new(err);
+            failure.status = Some(s);
+            failure.body = body.to_vec();
+            failure
+        };
+        match s {
+            401 => Err(Attempt::Fail(with_parts(ConnectorError::Unauthorized {
                 vendor,
                 detail,
-            })),
-            403 => Err(Attempt::Fail(ConnectorError::Forbidden { vendor, detail })),
-            404 => Err(Attempt::Fail(ConnectorError::NotFound { vendor, detail })),
+            }))),
+            403 => Err(Attempt::Fail(with_parts(ConnectorError::Forbidden {
+                vendor,
+                detail,
+            }))),
+            404 => Err(Attempt::Fail(with_parts(ConnectorError::NotFound {
+                vendor,
+                detail,
+            }))),
             429 => {
                 let wait = rate_limit_wait(&headers);
-                let err = ConnectorError::RateLimited {
+                let err = with_parts(ConnectorError::RateLimited {
                     vendor,
                     wait: wait.unwrap_or(self.opts.max_backoff),
-                };
+                });
                 // Without a hint, back off like any transient failure.
                 Err(match wait {
                     Some(w) => Attempt::RateLimited(w, err),
@@ -262,16 +363,18 @@ impl HttpStack {
                 })
             }
             s => {
-                let err = ConnectorError::Http {
+                let err = with_parts(ConnectorError::Http {
                     vendor,
                     status: s,
                     detail,
-                };
-                Err(if may_repeat && (s >= 500 || s == 408) {
-                    Attempt::Retry(err)
-                } else {
-                    Attempt::Fail(err)
-                })
+                });
+                Err(
+                    if may_repeat && (s >= 500 || s == 408) && !final_by_caller {
+                        Attempt::Retry(err)
+                    } else {
+                        Attempt::Fail(err)
+                    },
+                )
             }
         }
     }

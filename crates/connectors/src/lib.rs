@@ -6,6 +6,8 @@ pub mod error;
 pub mod http;
 pub mod secure_endpoint;
 pub mod servicenow;
+pub mod symantec_mss;
 
 pub use error::ConnectorError;
 pub use http::{HttpOptions, HttpStack, Retry};
+pub use symantec_mss::{SymantecMssClient, SymantecMssError};
