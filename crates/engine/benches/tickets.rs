@@ -42,6 +42,7 @@ async fn main() {
         &cfg,
         &ConfigOptions {
             servicenow_section: true,
+            ..Default::default()
         },
     )
     .expect("config");

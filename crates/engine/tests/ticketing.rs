@@ -34,6 +34,7 @@ async fn rig(tenants: usize, events: usize, seed: u64) -> Rig {
         &cfg_path,
         &ConfigOptions {
             servicenow_section: true,
+            ..Default::default()
         },
     )
     .unwrap();

@@ -4,6 +4,9 @@
 //!
 //! ServiceNow has its own part under `/_sim/servicenow/`: `faults`, `outage`, `rate_limit`,
 //! `webhook`, `tokens/expire`, and the stored `incidents` and `journal` (the witness view).
+//!
+//! The Symantec SWS emulator's part is under `/_sim/symantec_mss/`: `faults`, `incidents`
+//! (`POST` adds, `GET ?tenant=` dumps) and `analyst` (a change made at the vendor).
 
 use crate::state::{self, Shared};
 use crate::{AddEvents, Faults};
@@ -43,6 +46,15 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/servicenow/tokens/expire", post(sn_expire_tokens))
         .route("/servicenow/incidents", get(sn_incidents))
         .route("/servicenow/journal", get(sn_journal))
+        .route(
+            "/symantec_mss/faults",
+            get(sy_get_faults).post(sy_set_faults),
+        )
+        .route(
+            "/symantec_mss/incidents",
+            get(sy_incidents).post(sy_add_incidents),
+        )
+        .route("/symantec_mss/analyst", post(sy_analyst))
         .fallback(unknown)
         .with_state(shared)
 }
@@ -325,4 +337,88 @@ async fn sn_journal(State(sim): State<Arc<Shared>>) -> Response {
     let sn = or_answer!(instance(&sim));
     let v = crate::servicenow::dump_journal(&sn.lock());
     json(StatusCode::OK, &v)
+}
+
+/// The Symantec emulator, or the 404 that says it is disabled.
+fn symantec(sim: &Shared) -> Result<&Arc<crate::symantec::Sym>, Box<Response>> {
+    sim.symantec.as_ref().ok_or_else(|| {
+        Box::new(error(
+            StatusCode::NOT_FOUND,
+            "the Symantec MSS emulator is disabled",
+        ))
+    })
+}
+
+/// A control error of the Symantec emulator as an answer.
+fn sy_error(e: &crate::SymantecError) -> Response {
+    use crate::SymantecError as E;
+    let status = match e {
+        E::Disabled | E::UnknownTenant(_) | E::UnknownIncident(_) => StatusCode::NOT_FOUND,
+        E::InvalidValue { .. } | E::TooMany(_) => StatusCode::BAD_REQUEST,
+    };
+    error(status, e.to_string())
+}
+
+async fn sy_get_faults(State(sim): State<Arc<Shared>>) -> Response {
+    let sym = or_answer!(symantec(&sim));
+    let f = sym.lock().faults.clone();
+    json(StatusCode::OK, &f)
+}
+
+/// `POST /_sim/symantec_mss/faults`: replaces the rates (members left out are 0).
+async fn sy_set_faults(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
+    let sym = or_answer!(symantec(&sim));
+    let f: crate::SymantecFaults = or_answer!(parse(&body));
+    if !crate::symantec::faults_valid(&f) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "every rate_* must be a probability between 0 and 1",
+        );
+    }
+    sym.lock().faults = f.clone();
+    json(StatusCode::OK, &f)
+}
+
+/// `POST /_sim/symantec_mss/incidents` `{"tenant", "count", "severity"?}`: adds incidents
+/// stamped now; answers their numbers.
+async fn sy_add_incidents(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
+    let sym = or_answer!(symantec(&sim));
+    let req: crate::AddSymantecIncidents = or_answer!(parse(&body));
+    let added = sym.lock().add(&req);
+    match added {
+        Ok(numbers) => json(
+            StatusCode::OK,
+            &serde_json::json!({ "tenant": req.tenant, "added": numbers.len(), "numbers": numbers }),
+        ),
+        Err(e) => sy_error(&e),
+    }
+}
+
+/// `GET /_sim/symantec_mss/incidents?tenant=NAME`: the tenant's incidents as stored.
+async fn sy_incidents(State(sim): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
+    let sym = or_answer!(symantec(&sim));
+    let pairs = crate::wire::query_pairs(query.as_deref());
+    let Some(name) = crate::wire::last_value(&pairs, "tenant") else {
+        return error(StatusCode::BAD_REQUEST, "the tenant parameter is required");
+    };
+    let dumped = sym.lock().dump(name);
+    match dumped {
+        Ok(v) => json(StatusCode::OK, &v),
+        Err(e) => sy_error(&e),
+    }
+}
+
+/// `POST /_sim/symantec_mss/analyst` `{"tenant", "incident_number", "status"?,
+/// "resolution"?, "severity"?, "comment"?, "analyst"?}`: a change made at the vendor.
+async fn sy_analyst(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
+    let sym = or_answer!(symantec(&sim));
+    let c: crate::SymantecAnalystChange = or_answer!(parse(&body));
+    let done = sym.lock().analyst_change(&c);
+    match done {
+        Ok(()) => json(
+            StatusCode::OK,
+            &serde_json::json!({ "tenant": c.tenant, "incident_number": c.incident_number }),
+        ),
+        Err(e) => sy_error(&e),
+    }
 }

@@ -1,5 +1,7 @@
 //! The files other tools read to reach the emulators: the endpoints JSON and a ready
 //! socbridge config with its env file. API keys go only into files created with mode 0600.
+//! With the Symantec emulator on, its production CA is written as `sim-ca.pem` beside the
+//! config, and each tenant's modern `.p12` (base64) and passphrase go into the env file.
 
 use crate::Endpoints;
 use std::io::Write as _;
@@ -54,6 +56,43 @@ pub(crate) fn api_key_env(tenant: &str) -> String {
 
 /// The name of the env file written beside the config.
 const ENV_FILE: &str = "socbridge.env";
+
+/// The Symantec production CA, written beside the config.
+pub(crate) const CA_FILE: &str = "sim-ca.pem";
+
+/// The env variables of a tenant's SWS certificate: `ACME_SYMANTEC_MSS_P12` and
+/// `ACME_SYMANTEC_MSS_P12_PASSPHRASE` for `acme`.
+pub(crate) fn symantec_envs(tenant: &str) -> (String, String) {
+    let prefix = format!(
+        "{}_SYMANTEC_MSS_P12",
+        tenant.to_uppercase().replace('-', "_")
+    );
+    (prefix.clone(), format!("{prefix}_PASSPHRASE"))
+}
+
+/// A tenant's `symantec-mss` source; `active: false` writes it commented out, so a
+/// socbridge that has no such source kind yet still loads the config.
+fn symantec_source(url: &str, tenant: &str, active: bool) -> String {
+    let (p12, pass) = symantec_envs(tenant);
+    let lines = [
+        "[[tenants.sources]]".to_string(),
+        "name = \"symantec-mss\"".to_string(),
+        "kind = \"symantec_mss\"".to_string(),
+        format!("base_url = {}", toml_str(url)),
+        format!("ca_file = {}", toml_str(CA_FILE)),
+        format!("p12_env = {}", toml_str(&p12)),
+        format!("p12_passphrase_env = {}", toml_str(&pass)),
+    ];
+    let mut out = String::from("\n");
+    for l in lines {
+        if !active {
+            out.push_str("# ");
+        }
+        out.push_str(&l);
+        out.push('\n');
+    }
+    out
+}
 
 /// Env variables of the ServiceNow integration user's secrets (one instance for all tenants,
 /// so no tenant prefix).
@@ -115,6 +154,14 @@ pub(crate) fn render_config(ep: &Endpoints, opts: &crate::ConfigOptions) -> (Str
             ));
             env.push_str(&format!("{var}={}\n", se.api_key));
         }
+        if let (Some(sy), Some(creds)) = (&ep.symantec_mss, &t.symantec_mss) {
+            toml.push_str(&symantec_source(&sy.url, &t.name, opts.symantec_sources));
+            let (p12, pass) = symantec_envs(&t.name);
+            env.push_str(&format!(
+                "{p12}={}\n{pass}={}\n",
+                creds.p12_base64, creds.passphrase
+            ));
+        }
     }
     if let Some(sn) = &ep.servicenow {
         toml.push_str(&servicenow_section(sn, opts.servicenow_section));
@@ -139,6 +186,9 @@ pub(crate) fn write_config(
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     write_private(&dir.join(ENV_FILE), &env)?;
+    if let Some(sy) = &ep.symantec_mss {
+        std::fs::write(dir.join(CA_FILE), &sy.ca_pem)?;
+    }
     std::fs::write(path, toml)
 }
 
@@ -158,8 +208,10 @@ mod tests {
                     client_id: "cid".into(),
                     api_key: "k3y".into(),
                 }),
+                symantec_mss: None,
             }],
             servicenow: None,
+            symantec_mss: None,
         };
         let (toml, env) = render_config(&ep, &crate::ConfigOptions::default());
         assert!(
@@ -170,5 +222,68 @@ mod tests {
         assert!(toml.contains("env_file = \"socbridge.env\""));
         assert!(!toml.contains("k3y"));
         assert!(env.contains("UMBRELLA_CORP_SECURE_ENDPOINT_API_KEY=k3y\n"));
+        assert!(!toml.contains("symantec"), "{toml}");
+    }
+
+    fn with_symantec() -> Endpoints {
+        Endpoints {
+            secure_endpoint: "http://127.0.0.1:9".into(),
+            control: "http://127.0.0.1:9/_sim".into(),
+            tenants: vec![TenantEndpoints {
+                name: "acme".into(),
+                secure_endpoint: Some(SecureEndpointCreds {
+                    client_id: "cid".into(),
+                    api_key: "k3y".into(),
+                }),
+                symantec_mss: Some(crate::SymantecCreds {
+                    p12_base64: "UDEy".into(),
+                    p12_legacy_base64: "TEVH".into(),
+                    test_api_p12_base64: "VEVTVA==".into(),
+                    passphrase: "s3cret".into(),
+                }),
+            }],
+            servicenow: None,
+            symantec_mss: Some(crate::SymantecEndpoints {
+                url: "https://127.0.0.1:11".into(),
+                ca_pem: "-----BEGIN CERTIFICATE-----\n".into(),
+            }),
+        }
+    }
+
+    const SYMANTEC_BLOCK: &str = "[[tenants.sources]]\nname = \"symantec-mss\"\nkind = \"symantec_mss\"\nbase_url = \"https://127.0.0.1:11\"\nca_file = \"sim-ca.pem\"\np12_env = \"ACME_SYMANTEC_MSS_P12\"\np12_passphrase_env = \"ACME_SYMANTEC_MSS_P12_PASSPHRASE\"\n";
+
+    #[test]
+    fn symantec_source_commented_by_default_and_secrets_in_env() {
+        let ep = with_symantec();
+        let (toml, env) = render_config(&ep, &crate::ConfigOptions::default());
+        let commented: String = SYMANTEC_BLOCK.lines().map(|l| format!("# {l}\n")).collect();
+        assert!(toml.contains(&commented), "{toml}");
+        assert!(!toml.contains("\n[[tenants.sources]]\nname = \"symantec-mss\""));
+        // The Secure Endpoint source is unchanged.
+        assert!(toml.contains("[[tenants.sources]]\nname = \"secure-endpoint\"\nkind = \"secure_endpoint\"\nbase_url = \"http://127.0.0.1:9\"\nclient_id = \"cid\"\napi_key_env = \"ACME_SECURE_ENDPOINT_API_KEY\"\n"), "{toml}");
+        assert!(!toml.contains("UDEy") && !toml.contains("s3cret"));
+        assert!(env.contains("ACME_SYMANTEC_MSS_P12=UDEy\n"), "{env}");
+        assert!(
+            env.contains("ACME_SYMANTEC_MSS_P12_PASSPHRASE=s3cret\n"),
+            "{env}"
+        );
+        let (active, _) = render_config(
+            &ep,
+            &crate::ConfigOptions {
+                symantec_sources: true,
+                ..Default::default()
+            },
+        );
+        assert!(active.contains(&format!("\n{SYMANTEC_BLOCK}")), "{active}");
+    }
+
+    #[test]
+    fn write_config_puts_the_ca_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("socbridge.toml");
+        write_config(&with_symantec(), &path, &crate::ConfigOptions::default()).unwrap();
+        let ca = std::fs::read_to_string(dir.path().join("sim-ca.pem")).unwrap();
+        assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(dir.path().join("socbridge.env").exists());
     }
 }

@@ -1,7 +1,9 @@
 //! Wire-faithful vendor emulators for tests, demos and benchmarks: today Cisco Secure
 //! Endpoint API v1 (events, event types, computers, groups, isolation) and one ServiceNow
 //! instance shared by all tenants (Table API for `incident` and `sys_journal_field`, OAuth
-//! tokens, a business-rule webhook): see [`ServiceNowConfig`].
+//! tokens, a business-rule webhook): see [`ServiceNowConfig`]; and the Symantec Managed
+//! Security Services SWS SOAP service (`incidents.asmx`) behind client-certificate TLS, with
+//! each tenant's identity exported as PKCS#12: see [`SymantecConfig`].
 //!
 //! Why it exists: no machine here reaches a real vendor, and socbridge's promises (nothing
 //! lost, nothing twice) can only be proven against a service that behaves like the real one,
@@ -25,6 +27,7 @@ mod files;
 mod secure_endpoint;
 mod servicenow;
 mod state;
+mod symantec;
 mod wire;
 mod world;
 
@@ -33,6 +36,12 @@ pub use servicenow::{
     DEFAULT_WEBHOOK_HEADER, ServiceNowConfig, ServiceNowCounters, ServiceNowEndpoints,
     ServiceNowFaultCounters, ServiceNowFaults, ServiceNowGroup, ServiceNowOAuthClient,
     ServiceNowRateLimit, ServiceNowUser, ServiceNowWebhook, WebhookCounters, WriteCounters,
+};
+
+pub use symantec::{
+    AddSymantecIncidents, DEFAULT_RESOLUTIONS, DEFAULT_STATUSES, HandshakeRefusals,
+    SymantecAnalystChange, SymantecConfig, SymantecCounters, SymantecCreds, SymantecEndpoints,
+    SymantecError, SymantecFaultCounters, SymantecFaults, SymantecTenantCounters, WorkflowCounters,
 };
 
 use serde::{Deserialize, Serialize};
@@ -67,6 +76,8 @@ pub struct SimConfig {
     pub faults: Faults,
     /// The ServiceNow instance (on by default).
     pub servicenow: ServiceNowConfig,
+    /// The Symantec SWS service (on by default): P+2 with a fixed P, any free port with 0.
+    pub symantec: SymantecConfig,
 }
 
 impl Default for SimConfig {
@@ -80,6 +91,7 @@ impl Default for SimConfig {
             initial_spread: Duration::from_secs(8 * 60),
             faults: Faults::default(),
             servicenow: ServiceNowConfig::default(),
+            symantec: SymantecConfig::default(),
         }
     }
 }
@@ -91,6 +103,9 @@ pub enum SimError {
     #[error("invalid emulator configuration: {0}")]
     Config(String),
     /// The listening socket could not be bound.
+    /// The Symantec emulator's certificates or TLS settings could not be built.
+    #[error("cannot build the Symantec emulator's PKI: {0}")]
+    Pki(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -111,6 +126,9 @@ pub struct Endpoints {
     /// The ServiceNow instance all tenants share (absent when disabled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub servicenow: Option<ServiceNowEndpoints>,
+    /// The Symantec SWS service (absent when disabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symantec_mss: Option<SymantecEndpoints>,
 }
 
 /// One tenant's credentials per vendor; a vendor the tenant lacks is absent from the JSON.
@@ -119,6 +137,9 @@ pub struct TenantEndpoints {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secure_endpoint: Option<SecureEndpointCreds>,
+    /// The tenant's SWS web-service certificate (absent when the emulator is disabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symantec_mss: Option<SymantecCreds>,
 }
 
 /// A Secure Endpoint API client: HTTP Basic user and password.
@@ -174,6 +195,9 @@ pub struct Counters {
     /// All zero when the ServiceNow emulator is disabled.
     #[serde(default)]
     pub servicenow: ServiceNowCounters,
+    /// All zero when the Symantec emulator is disabled.
+    #[serde(default)]
+    pub symantec_mss: SymantecCounters,
 }
 
 /// Counters of the Secure Endpoint emulator.
@@ -239,6 +263,8 @@ pub struct TenantCounters {
 pub struct ConfigOptions {
     /// Write the `[servicenow]` section active rather than commented out.
     pub servicenow_section: bool,
+    /// Write each tenant's `symantec-mss` source active rather than commented out.
+    pub symantec_sources: bool,
 }
 
 /// Why events could not be added.
@@ -352,6 +378,71 @@ impl SimHandle {
             .map_or_else(Vec::new, |sn| servicenow::dump_journal(&sn.lock()))
     }
 
+    /// The Symantec emulator, or [`SymantecError::Disabled`].
+    fn symantec(&self) -> Result<&Arc<symantec::Sym>, SymantecError> {
+        self.shared.symantec.as_ref().ok_or(SymantecError::Disabled)
+    }
+
+    /// Replaces the Symantec fault rates (clamped into 0..=1, NaN is 0), like
+    /// `POST /_sim/symantec_mss/faults`. No effect when the emulator is disabled.
+    pub fn set_symantec_faults(&self, f: SymantecFaults) {
+        if let Ok(sym) = self.symantec() {
+            sym.lock().faults = symantec::sanitise(f);
+        }
+    }
+
+    /// Adds incidents stamped now to a tenant, like `POST /_sim/symantec_mss/incidents`;
+    /// returns their numbers.
+    pub fn add_symantec_incidents(
+        &self,
+        req: AddSymantecIncidents,
+    ) -> Result<Vec<u64>, SymantecError> {
+        self.symantec()?.lock().add(&req)
+    }
+
+    /// An MSS analyst changes an incident at the vendor (status, resolution, severity, a
+    /// comment), like `POST /_sim/symantec_mss/analyst`: `UpdateTimestampGMT` moves, so the
+    /// incident comes back in the next `IncidentGetList`.
+    pub fn symantec_analyst_change(&self, c: SymantecAnalystChange) -> Result<(), SymantecError> {
+        self.symantec()?.lock().analyst_change(&c)
+    }
+
+    /// A tenant's incidents as stored (JSON, oldest first): the data of
+    /// `GET /_sim/symantec_mss/incidents?tenant=NAME`.
+    pub fn symantec_incidents(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<serde_json::Value>, SymantecError> {
+        self.symantec()?.lock().dump(tenant)
+    }
+
+    /// A tenant's production certificate and private key in PEM (for Rust clients that load
+    /// an identity from PEM rather than PKCS#12); `None` for an unknown tenant or when the
+    /// emulator is disabled.
+    pub fn symantec_identity_pem(&self, tenant: &str) -> Option<String> {
+        let sym = self.symantec().ok()?;
+        let i = self
+            .shared
+            .endpoints
+            .tenants
+            .iter()
+            .position(|t| t.name == tenant)?;
+        sym.identity_pem.get(i).cloned()
+    }
+
+    /// A tenant's test-API certificate and key in PEM: production refuses it (for tests that
+    /// prove a client reports the refusal).
+    pub fn symantec_test_api_identity_pem(&self, tenant: &str) -> Option<String> {
+        let sym = self.symantec().ok()?;
+        let i = self
+            .shared
+            .endpoints
+            .tenants
+            .iter()
+            .position(|t| t.name == tenant)?;
+        sym.test_identity_pem.get(i).cloned()
+    }
+
     /// Replaces the fault rates; rates outside 0..=1 are clamped (NaN is 0).
     pub fn set_faults(&self, f: Faults) {
         self.shared.lock().faults = state::sanitise(f);
@@ -462,6 +553,30 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         None
     };
 
+    // Symantec SWS: its own TLS port, P+2 with a fixed P, any free one with P = 0.
+    let symantec = if cfg.symantec.enabled {
+        if !(cfg.symantec.rate_per_minute.is_finite() && cfg.symantec.rate_per_minute >= 0.0) {
+            return Err(SimError::Config(format!(
+                "symantec.rate_per_minute must be a number >= 0, got {}",
+                cfg.symantec.rate_per_minute
+            )));
+        }
+        let port = match cfg.listen.port() {
+            0 => 0,
+            p => p.checked_add(2).ok_or_else(|| {
+                SimError::Config("listen port 65534 or above leaves no port for Symantec".into())
+            })?,
+        };
+        let addr = SocketAddr::new(cfg.listen.ip(), port);
+        let (listener, sy_local) = symantec::bind(addr)
+            .await
+            .map_err(|source| SimError::Bind { addr, source })?;
+        let sy_url = format!("https://{}", SocketAddr::new(ip, sy_local.port()));
+        Some((listener, sy_url))
+    } else {
+        None
+    };
+
     let start = SystemTime::now();
     let state = State::new(&cfg, start, &base_url);
     let shutdown = CancellationToken::new();
@@ -475,21 +590,42 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
             shutdown.clone(),
         ))
     });
+    let sym = match &symantec {
+        Some((_, url)) => {
+            let names: Vec<String> = state.tenants.iter().map(|t| t.world.name.clone()).collect();
+            let sym = symantec::Sym::new(
+                &cfg.symantec,
+                cfg.seed,
+                &names,
+                url.clone(),
+                ip,
+                chrono::DateTime::<chrono::Utc>::from(start),
+                cfg.initial_spread,
+                shutdown.clone(),
+            )
+            .map_err(SimError::Pki)?;
+            Some(Arc::new(sym))
+        }
+        None => None,
+    };
     let endpoints = Endpoints {
         secure_endpoint: base_url.clone(),
         control: format!("{base_url}/_sim"),
         tenants: state
             .tenants
             .iter()
-            .map(|t| TenantEndpoints {
+            .enumerate()
+            .map(|(i, t)| TenantEndpoints {
                 name: t.world.name.clone(),
                 secure_endpoint: Some(SecureEndpointCreds {
                     client_id: t.world.client_id.clone(),
                     api_key: t.world.api_key.clone(),
                 }),
+                symantec_mss: sym.as_ref().and_then(|s| s.creds.get(i).cloned()),
             })
             .collect(),
         servicenow: sn.as_ref().map(|sn| sn.endpoints.clone()),
+        symantec_mss: sym.as_ref().map(|s| s.endpoints.clone()),
     };
     let shared = Arc::new(Shared {
         base_url,
@@ -498,6 +634,7 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         state: Mutex::new(state),
         shutdown,
         servicenow: sn.clone(),
+        symantec: sym.clone(),
     });
 
     let app = axum::Router::new()
@@ -520,6 +657,16 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
             hook_rx,
         )));
         tracing::info!(url = %sn.base_url, "sim: ServiceNow emulator listening");
+    }
+    if let (Some(sym), Some((listener, _))) = (sym, symantec) {
+        tasks.push(tokio::spawn(symantec::serve(sym.clone(), listener)));
+        if cfg.symantec.rate_per_minute > 0.0 {
+            tasks.push(tokio::spawn(symantec::arrivals(
+                sym.clone(),
+                cfg.symantec.rate_per_minute,
+            )));
+        }
+        tracing::info!(url = %sym.base_url, "sim: Symantec SWS emulator listening (client certificates required)");
     }
     if cfg.rate_per_minute > 0.0 {
         tasks.push(tokio::spawn(arrivals(shared.clone(), cfg.rate_per_minute)));

@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     pub shutdown: CancellationToken,
     /// The ServiceNow instance (its own lock), when enabled.
     pub servicenow: Option<Arc<crate::servicenow::Sn>>,
+    /// The Symantec SWS service (its own lock), when enabled.
+    pub symantec: Option<Arc<crate::symantec::Sym>>,
 }
 
 impl Shared {
@@ -58,6 +60,9 @@ impl Shared {
         let mut c = self.lock().counters();
         if let Some(sn) = &self.servicenow {
             c.servicenow = sn.counters();
+        }
+        if let Some(sym) = &self.symantec {
+            c.symantec_mss = sym.counters();
         }
         c
     }
@@ -621,6 +626,7 @@ impl State {
     pub fn counters(&self) -> Counters {
         Counters {
             servicenow: Default::default(),
+            symantec_mss: Default::default(),
             secure_endpoint: SecureEndpointCounters {
                 requests: RequestCounters {
                     total: self.requests_total,

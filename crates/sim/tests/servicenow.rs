@@ -1466,6 +1466,7 @@ async fn endpoints_counters_files_and_determinism() {
         &cfg,
         &socbridge_sim::ConfigOptions {
             servicenow_section: true,
+            ..Default::default()
         },
     )
     .unwrap();

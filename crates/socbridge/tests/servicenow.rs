@@ -18,6 +18,7 @@ async fn until_idle_tickets_every_incident_and_the_webhook_closes_one() {
         &config,
         &ConfigOptions {
             servicenow_section: true,
+            ..Default::default()
         },
     )
     .unwrap();
