@@ -1,8 +1,10 @@
-//! The Secure Endpoint hot path without I/O: parse a page answer, map every event to a
-//! finding. Prints events per second; run with `cargo bench -p socbridge-connectors`.
+//! The hot paths without I/O: parse a page answer, map every record to a finding (Secure
+//! Endpoint events, Symantec MSS incidents). Prints records per second; run with
+//! `cargo bench -p socbridge-connectors`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use socbridge_connectors::secure_endpoint::{map_page, parse_events_page};
+use socbridge_connectors::symantec_mss::{map_list, parse_incident_get_list, summary_change_time};
 use socbridge_model::correlation_key;
 use std::hint::black_box;
 
@@ -55,5 +57,62 @@ fn hot_path(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, hot_path);
+/// A 500-incident `IncidentGetList` answer (SOAP 1.2), every summary with all its children,
+/// both time formats alternating.
+fn symantec_list_body() -> Vec<u8> {
+    let mut body = String::from(
+        r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soap:Body><IncidentGetListResponse xmlns="https://www.monitoredsecurity.com/"><IncidentGetListResult><SecurityIncidentList xmlns="">"#,
+    );
+    for i in 0..500u32 {
+        let created = if i % 2 == 0 {
+            format!(
+                "2017-12-20T10:{:02}:{:02}.4355923+00:00",
+                i / 60 % 60,
+                i % 60
+            )
+        } else {
+            format!("2017-12-20T10:{:02}:{:02}.437", i / 60 % 60, i % 60)
+        };
+        let severity = ["Emergency", "Critical", "Warning", "Informational"][i as usize % 4];
+        body.push_str(&format!(
+            "<SecurityIncidentSummary><IncidentNumber>{n}</IncidentNumber><TimeCreated>{created}</TimeCreated>\
+<Severity>{severity}</Severity><Category>Malicious Activity</Category><CountryOfOrigin>Germany</CountryOfOrigin>\
+<DaysSeenGlobally>3</DaysSeenGlobally><SourceIPString>198.51.100.{a}, 203.0.113.{b}</SourceIPString><Correlation />\
+<HostNameList><HostName>web{a}.acme.example</HostName></HostNameList><IsInternalExternal>External</IsInternalExternal>\
+<GlobalLookbackDays>30</GlobalLookbackDays><LatestKeyEvent>2017-12-20T12:00:00.0000000+00:00</LatestKeyEvent>\
+<CustomerSeverity /><CountryCode>DE</CountryCode><FirstSeenInLast30Days>false</FirstSeenInLast30Days>\
+<DaysSeenInLast30Days>1</DaysSeenInLast30Days><DestOrganizationName>Acme Corp &amp; Sons</DestOrganizationName>\
+<SourceOrganizationName>Hosting Ltd</SourceOrganizationName><FirstSeenGlobally>2017-12-18T00:00:00</FirstSeenGlobally>\
+<CountryName>Germany</CountryName><UserList>alice,bob</UserList><Classification>Scan for Web Servers</Classification>\
+<UpdateTimestampGMT>2017-12-20T11:30:00.4355923+00:00</UpdateTimestampGMT><PrevalenceGlobally>Low</PrevalenceGlobally>\
+</SecurityIncidentSummary>",
+            n = 565_000 + i,
+            a = i % 250,
+            b = (i * 7) % 250,
+        ));
+    }
+    body.push_str("</SecurityIncidentList></IncidentGetListResult></IncidentGetListResponse></soap:Body></soap:Envelope>");
+    body.into_bytes()
+}
+
+fn symantec_mss(c: &mut Criterion) {
+    let body = symantec_list_body();
+    let mut g = c.benchmark_group("symantec_mss");
+    g.throughput(Throughput::Elements(500));
+    g.bench_function("parse_map_correlate_list_500", |b| {
+        b.iter(|| {
+            let list = parse_incident_get_list(black_box(&body)).expect("list");
+            let cursor = list.incidents.iter().map(summary_change_time).max();
+            let (findings, _) = map_list(&list);
+            for f in &findings {
+                black_box(correlation_key(f));
+            }
+            black_box(cursor);
+            findings.len()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, hot_path, symantec_mss);
 criterion_main!(benches);
