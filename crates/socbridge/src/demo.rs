@@ -6,7 +6,7 @@ use crate::commands::{table, wait_for_signal};
 use anyhow::Context as _;
 use socbridge_engine::{Config, Engine, EngineOptions};
 use socbridge_secrets::MasterKey;
-use socbridge_sim::{AddEvents, SimConfig, SimHandle};
+use socbridge_sim::{AddEvents, ConfigOptions, SimConfig, SimHandle};
 use socbridge_store::Store;
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -91,7 +91,12 @@ pub async fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         });
     }
     let cfg_path = dir.join("socbridge.toml");
-    sim.write_config(&cfg_path)
+    // Ticketing on: the demo's incidents get their ServiceNow tickets from the emulator.
+    let opts = ConfigOptions {
+        servicenow_section: true,
+        ..ConfigOptions::default()
+    };
+    sim.write_config_with(&cfg_path, &opts)
         .with_context(|| format!("cannot write {}", cfg_path.display()))?;
     let config = Config::load(&cfg_path)?;
     let store = Store::open_sqlite(&dir.join("socbridge.db")).await?;
@@ -100,9 +105,13 @@ pub async fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let engine = Engine::new(store.clone(), key, EngineOptions::default());
     engine.apply_config(&config).await?;
     eprintln!(
-        "demo: {} tenants on the Secure Endpoint emulator at {}; data in {}",
+        "demo: {} tenants on the Secure Endpoint emulator at {}, tickets in the ServiceNow emulator at {}; data in {}",
         args.tenants,
         sim.endpoints().secure_endpoint,
+        sim.endpoints()
+            .servicenow
+            .as_ref()
+            .map_or("(none)", |s| s.instance_url.as_str()),
         dir.display()
     );
 
@@ -135,6 +144,10 @@ struct TenantSummary {
     served: u64,
     findings: i64,
     incidents: i64,
+    /// Tickets the ServiceNow emulator created for the tenant's incidents.
+    tickets: u64,
+    /// Incidents with more than one ticket (must be 0).
+    doubled: u64,
     quarantined: i64,
     ok: bool,
 }
@@ -147,14 +160,29 @@ async fn summarise(store: &Store, sim: &SimHandle) -> anyhow::Result<Vec<TenantS
         let counts = store.counts(Some(name)).await?;
         let signals = c.events_high_priority + c.malformed_total;
         let stored = u64::try_from(counts.findings + counts.quarantined).unwrap_or(0);
+        // The emulator's own count of tickets per correlation id (`socbridge:<tenant>:<id>`).
+        let prefix = format!("{}{name}:", socbridge_store::CORRELATION_PREFIX);
+        let per_incident: Vec<u64> = counters
+            .servicenow
+            .tickets_by_correlation_id
+            .iter()
+            .filter(|(id, _)| id.starts_with(&prefix))
+            .map(|(_, n)| *n)
+            .collect();
+        let tickets = per_incident.iter().sum();
+        let doubled = per_incident.iter().filter(|n| **n > 1).count() as u64;
         rows.push(TenantSummary {
             tenant: name.clone(),
             signals,
             served: c.served_distinct_high_priority + c.malformed_served_distinct,
             findings: counts.findings,
             incidents: counts.incidents,
+            tickets,
+            doubled,
             quarantined: counts.quarantined,
-            ok: stored == signals,
+            ok: stored == signals
+                && doubled == 0
+                && u64::try_from(counts.incidents).is_ok_and(|n| n == tickets),
         });
     }
     Ok(rows)
@@ -181,10 +209,17 @@ async fn run_once(
                 r.error.as_deref().unwrap_or_default()
             );
         }
+        let left = engine
+            .drain_outbox(deadline.saturating_duration_since(Instant::now()))
+            .await?;
         let rows = summarise(store, sim).await?;
         let stored: i64 = rows.iter().map(|r| r.findings + r.quarantined).sum();
         let signals: u64 = rows.iter().map(|r| r.signals).sum();
-        eprintln!("round {round}: {stored} of {signals} signals stored");
+        let tickets: u64 = rows.iter().map(|r| r.tickets).sum();
+        let incidents: i64 = rows.iter().map(|r| r.incidents).sum();
+        eprintln!(
+            "round {round}: {stored} of {signals} signals stored, {tickets} of {incidents} incidents ticketed ({left} ticket jobs pending)"
+        );
         if rows.iter().all(|r| r.ok) || Instant::now() >= deadline {
             break rows;
         }
@@ -206,6 +241,7 @@ async fn run_once(
                 "SERVED",
                 "FINDINGS",
                 "INCIDENTS",
+                "TICKETS",
                 "QUARANTINED",
                 "CHECK",
             ]);
@@ -216,9 +252,12 @@ async fn run_once(
                     r.served.to_string(),
                     r.findings.to_string(),
                     r.incidents.to_string(),
+                    r.tickets.to_string(),
                     r.quarantined.to_string(),
                     if r.ok {
-                        "ok: signals = findings + quarantined".into()
+                        "ok: signals = findings + quarantined, tickets = incidents".into()
+                    } else if r.doubled > 0 {
+                        format!("MISMATCH: {} incidents with two tickets", r.doubled)
                     } else {
                         "MISMATCH".to_string()
                     },
@@ -228,16 +267,14 @@ async fn run_once(
             let total_f: i64 = rows.iter().map(|r| r.findings).sum();
             let total_i: i64 = rows.iter().map(|r| r.incidents).sum();
             let total_s: u64 = rows.iter().map(|r| r.signals).sum();
+            let total_t: u64 = rows.iter().map(|r| r.tickets).sum();
+            let verdict = if all_ok {
+                "0 lost, 0 doubled, one ticket per incident: check passed"
+            } else {
+                "CHECK FAILED (see the rows marked MISMATCH)"
+            };
             println!(
-                "{} signals emulated, {} findings, {} incidents, 0 lost, 0 doubled: {} in {:.1}s",
-                total_s,
-                total_f,
-                total_i,
-                if all_ok {
-                    "check passed"
-                } else {
-                    "CHECK FAILED"
-                },
+                "{total_s} signals emulated, {total_f} findings, {total_i} incidents, {total_t} tickets; {verdict} in {:.1}s",
                 elapsed.as_secs_f64()
             );
         }

@@ -178,3 +178,187 @@ async fn sigkill_at_random_points_loses_nothing_and_doubles_nothing() {
     store.close().await;
     sim.shutdown().await;
 }
+
+/// Ticketing under SIGKILL: `serve --until-idle` is killed at random instants while it opens
+/// tickets against a ServiceNow that commits writes and drops the answer, then again while
+/// it closes them and writes analysts' notes. The emulator's counters are the witness: one
+/// ticket per incident, every ticket resolved, every note in its ticket exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_ticketing_gives_one_ticket_and_one_note_each() {
+    use socbridge_sim::{ConfigOptions, ServiceNowFaults};
+    let sim = start_sim(2, 29, 60).await;
+    sim.set_servicenow_faults(ServiceNowFaults {
+        rate_commit_drop: 0.15,
+        rate_503: 0.05,
+        rate_slow: 0.05,
+        slow_ms: 200,
+        ..ServiceNowFaults::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("socbridge.toml");
+    sim.write_config_with(
+        &config,
+        &ConfigOptions {
+            servicenow_section: true,
+            ..ConfigOptions::default()
+        },
+    )
+    .unwrap();
+    // Retries come quickly, so that kills land in the middle of ticket work.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let tuned = text.replacen(
+        "[servicenow]\n",
+        "[servicenow]\nsync_interval = \"1h\"\n",
+        1,
+    );
+    assert_ne!(text, tuned, "the config has a [servicenow] section");
+    std::fs::write(&config, tuned).unwrap();
+    let data = dir.path().join("data");
+
+    let seed: u64 = std::env::var("SOCBRIDGE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("kill schedule seed: {seed} (set SOCBRIDGE_TEST_SEED to replay)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+
+    // Phase 1: tickets opened under kills.
+    let kills = kill_serve_repeatedly(&data, &config, &mut rng, KILLS / 2).await;
+    settle(&data, &config).await;
+    let incidents = list_incidents(&data).await;
+    assert!(!incidents.is_empty());
+    assert_one_ticket_each(&sim, &incidents);
+
+    // Phase 2: analysts close every incident with a note, then kills while that is mirrored.
+    for i in &incidents {
+        let mut cmd = socbridge(&data);
+        cmd.args([
+            "incidents",
+            "update",
+            &i["id"].to_string(),
+            "--status",
+            "resolved",
+            "--resolution",
+            "remediated",
+            "--comment",
+            &format!("closing note for {}", i["id"]),
+        ]);
+        let out = run(cmd).await;
+        assert!(out.status.success(), "{}", describe(&out));
+    }
+    let kills2 = kill_serve_repeatedly(&data, &config, &mut rng, KILLS / 2).await;
+    settle(&data, &config).await;
+    let incidents = list_incidents(&data).await;
+    assert_one_ticket_each(&sim, &incidents);
+
+    let tickets = sim.servicenow_incidents();
+    let journal = sim.servicenow_journal();
+    for i in &incidents {
+        let sys_id = i["ticket"]["sys_id"].as_str().expect("a ticket");
+        let t = tickets
+            .iter()
+            .find(|t| t["sys_id"] == sys_id)
+            .expect("the ticket exists");
+        assert_eq!(t["state"], "6", "resolved: {t}");
+        let note = format!("closing note for {}", i["id"]);
+        let copies = journal
+            .iter()
+            .filter(|j| {
+                j["element_id"] == sys_id && j["value"].as_str().unwrap_or("").contains(&note)
+            })
+            .count();
+        assert_eq!(copies, 1, "the note is in ticket {sys_id} once");
+    }
+    let f = sim.counters().servicenow.faults;
+    eprintln!(
+        "{} SIGKILLs; {} incidents, one ticket and one note each; faults hit: {} commit-then-drop, {} 503",
+        kills + kills2,
+        incidents.len(),
+        f.commit_drop,
+        f.status_503
+    );
+    assert!(f.commit_drop > 0, "the ambiguous failure was exercised");
+    sim.shutdown().await;
+}
+
+/// Starts `serve --until-idle` and SIGKILLs it after a random delay, `kills` times (runs that
+/// finish first do not count). Returns the kills done.
+async fn kill_serve_repeatedly(
+    data: &std::path::Path,
+    config: &std::path::Path,
+    rng: &mut rand::rngs::StdRng,
+    kills: usize,
+) -> usize {
+    let mut killed = 0;
+    let mut finished_early = 0;
+    while killed < kills {
+        let mut cmd = socbridge(data);
+        cmd.arg("--config")
+            .arg(config)
+            .args(["serve", "--until-idle"]);
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().expect("socbridge starts");
+        let after = Duration::from_millis(rng.random_range(50..1200));
+        tokio::select! {
+            _ = tokio::time::sleep(after) => {
+                child.start_kill().expect("SIGKILL delivered");
+                let _ = child.wait().await;
+                killed += 1;
+            }
+            _ = child.wait() => {
+                finished_early += 1;
+                if finished_early >= 30 {
+                    // Nothing left to interrupt.
+                    break;
+                }
+            }
+        }
+    }
+    killed
+}
+
+/// Runs `serve --until-idle` until a run succeeds with no ticket work left.
+async fn settle(data: &std::path::Path, config: &std::path::Path) {
+    for _ in 0..30 {
+        let mut cmd = socbridge(data);
+        cmd.arg("--config")
+            .arg(config)
+            .args(["serve", "--until-idle"]);
+        let out = run(cmd).await;
+        let mut cmd = socbridge(data);
+        cmd.args(["--output", "json", "outbox", "list"]);
+        let open = json(&run(cmd).await);
+        if out.status.success() && open["items"].as_array().is_some_and(|a| a.is_empty()) {
+            return;
+        }
+    }
+    panic!("the outbox never drained");
+}
+
+async fn list_incidents(data: &std::path::Path) -> Vec<serde_json::Value> {
+    let mut cmd = socbridge(data);
+    cmd.args(["--output", "json", "incidents", "list", "--limit", "10000"]);
+    json(&run(cmd).await).as_array().unwrap().clone()
+}
+
+/// The emulator created exactly one ticket per incident and none for anything else.
+fn assert_one_ticket_each(sim: &socbridge_sim::SimHandle, incidents: &[serde_json::Value]) {
+    let by_id = sim.counters().servicenow.tickets_by_correlation_id;
+    let expected: BTreeSet<String> = incidents
+        .iter()
+        .map(|i| {
+            socbridge_store::correlation_id(
+                i["tenant"].as_str().unwrap(),
+                i["id"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let created: BTreeSet<String> = by_id.keys().cloned().collect();
+    assert_eq!(
+        created, expected,
+        "a ticket for every incident and nothing else"
+    );
+    let doubled: Vec<_> = by_id.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(doubled.is_empty(), "tickets created twice: {doubled:?}");
+}
