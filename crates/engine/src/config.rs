@@ -4,7 +4,8 @@
 //! Unknown keys are errors (a typo must not silently disable a source). Secrets are looked up
 //! in the process environment first, then in the optional `env_file` beside the config.
 
-use crate::settings::{PollSettings, SecureEndpointSettings, SourceSettings};
+use crate::settings::{PollSettings, SecureEndpointSettings, SourceSettings, SymantecMssSettings};
+use base64::Engine as _;
 use secrecy::SecretString;
 use serde::Deserialize;
 use socbridge_model::{SourceKind, SourceName, TenantName};
@@ -111,6 +112,20 @@ struct FileSource {
     overlap: Option<Duration>,
     cap_per_run: Option<usize>,
     page_size: Option<u32>,
+    // Symantec MSS.
+    /// A PEM file of an extra root CA (relative to the config file).
+    ca_file: Option<PathBuf>,
+    /// The environment variable holding the base64 of the client certificate's `.p12`.
+    p12_env: Option<String>,
+    /// Or the `.p12` file itself (relative to the config file).
+    p12_file: Option<PathBuf>,
+    p12_passphrase_env: Option<String>,
+    severities: Option<Vec<String>>,
+    proxy: Option<String>,
+    soap_version: Option<String>,
+    closed_status: Option<String>,
+    closed_resolution: Option<String>,
+    reopened_status: Option<String>,
 }
 
 /// The configuration, validated and with its secrets resolved.
@@ -235,6 +250,72 @@ impl Config {
                         (
                             SourceSettings::SecureEndpoint(se),
                             SecretFields::new().with("api_key", SecretString::from(key)),
+                        )
+                    }
+                    SourceKind::SymantecMss => {
+                        let base = path.parent().unwrap_or(Path::new("."));
+                        let env_var = |key: &str, var: &str| {
+                            lookup(var).ok_or_else(|| {
+                                err(format!(
+                                    "environment variable `{var}` ({key}) is not set{}",
+                                    if file.env_file.is_some() {
+                                        " in the environment or the env file"
+                                    } else {
+                                        ""
+                                    }
+                                ))
+                            })
+                        };
+                        let p12 = match (&s.p12_env, &s.p12_file) {
+                            (Some(var), None) => env_var("p12_env", var)?,
+                            (None, Some(f)) => {
+                                let f = base.join(f);
+                                let bytes = std::fs::read(&f).map_err(|e| {
+                                    err(format!("cannot read `p12_file` {}: {e}", f.display()))
+                                })?;
+                                base64::engine::general_purpose::STANDARD.encode(bytes)
+                            }
+                            _ => {
+                                return Err(err("exactly one of `p12_env` (the base64 of the client certificate's .p12) and `p12_file` is required for kind symantec_mss".into()));
+                            }
+                        };
+                        let var = s.p12_passphrase_env.clone().ok_or_else(|| {
+                            err("`p12_passphrase_env` is required for kind symantec_mss (the name of the environment variable holding the .p12 passphrase)".into())
+                        })?;
+                        let passphrase = env_var("p12_passphrase_env", &var)?;
+                        let root_ca_pem = match &s.ca_file {
+                            None => None,
+                            Some(f) => {
+                                let f = base.join(f);
+                                Some(std::fs::read_to_string(&f).map_err(|e| {
+                                    err(format!("cannot read `ca_file` {}: {e}", f.display()))
+                                })?)
+                            }
+                        };
+                        let mut mss = SymantecMssSettings::new(
+                            s.base_url.clone(),
+                            s.severities.clone(),
+                            root_ca_pem,
+                            s.proxy.clone(),
+                            s.soap_version.clone(),
+                            poll,
+                        )
+                        .map_err(err)?;
+                        let wf = &mut mss.workflow;
+                        for (value, slot) in [
+                            (&s.closed_status, &mut wf.closed_status),
+                            (&s.closed_resolution, &mut wf.closed_resolution),
+                            (&s.reopened_status, &mut wf.reopened_status),
+                        ] {
+                            if let Some(v) = value {
+                                *slot = v.clone();
+                            }
+                        }
+                        (
+                            SourceSettings::SymantecMss(mss),
+                            SecretFields::new()
+                                .with("p12", SecretString::from(p12))
+                                .with("passphrase", SecretString::from(passphrase)),
                         )
                     }
                     other => {

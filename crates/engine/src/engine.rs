@@ -40,6 +40,8 @@ pub enum EngineError {
     Secrets(#[from] SecretsError),
     #[error("ServiceNow: {0}")]
     Ticketing(String),
+    #[error(transparent)]
+    SymantecMss(#[from] socbridge_connectors::symantec_mss::SymantecMssError),
 }
 
 impl EngineError {
@@ -51,7 +53,7 @@ impl EngineError {
                 | EngineError::UnknownSource { .. }
                 | EngineError::NoSources(_)
                 | EngineError::BadSource { .. }
-        )
+        ) || matches!(self, EngineError::SymantecMss(e) if e.is_bad_input())
     }
 }
 
@@ -96,10 +98,16 @@ pub struct ApplyReport {
 }
 
 /// A source's vendor client, by kind.
-enum SourceClient {
+// Built for one poll, check or write-back and dropped after: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum SourceClient {
     SecureEndpoint(
         crate::settings::SecureEndpointSettings,
         SecureEndpointClient,
+    ),
+    SymantecMss(
+        crate::settings::SymantecMssSettings,
+        socbridge_connectors::symantec_mss::SymantecMssClient,
     ),
 }
 
@@ -325,9 +333,11 @@ impl Engine {
         report
     }
 
-    /// The vendor client of a source, with its settings: its sealed credentials opened for
-    /// as long as the client lives.
-    fn source_client(&self, src: &SourceRecord) -> Result<SourceClient, String> {
+    /// A source's settings and its credentials, opened.
+    pub(crate) fn open_source(
+        &self,
+        src: &SourceRecord,
+    ) -> Result<(SourceSettings, SecretFields), String> {
         let settings = SourceSettings::from_json(&src.settings)?;
         let sealed = src
             .secret
@@ -338,6 +348,13 @@ impl Engine {
             .key
             .open_fields(sealed, &aad_for_source(&src.tenant, &src.name))
             .map_err(|e| e.to_string())?;
+        Ok((settings, secrets))
+    }
+
+    /// The vendor client of a source, with its settings: its sealed credentials opened for
+    /// as long as the client lives.
+    pub(crate) fn source_client(&self, src: &SourceRecord) -> Result<SourceClient, String> {
+        let (settings, secrets) = self.open_source(src)?;
         match settings {
             SourceSettings::SecureEndpoint(se) => {
                 let api_key = secrets
@@ -352,6 +369,11 @@ impl Engine {
                 )
                 .map_err(|e| e.to_string())?;
                 Ok(SourceClient::SecureEndpoint(se, client))
+            }
+            SourceSettings::SymantecMss(mss) => {
+                let client = crate::symantec::client(&mss, &secrets, &self.inner.opts.http)
+                    .map_err(|e| e.to_string())?;
+                Ok(SourceClient::SymantecMss(mss, client))
             }
         }
     }
@@ -372,6 +394,16 @@ impl Engine {
             )
             .await
             .map_err(|e: PollError| e.to_string()),
+            SourceClient::SymantecMss(mss, client) => crate::symantec::poll(
+                &self.inner.store,
+                src,
+                &mss,
+                &client,
+                self.inner.opts.poll_budget,
+                report,
+            )
+            .await
+            .map_err(|e: PollError| e.to_string()),
         }
     }
 
@@ -385,6 +417,9 @@ impl Engine {
         for src in sources {
             let res = match self.source_client(&src) {
                 Ok(SourceClient::SecureEndpoint(_, client)) => {
+                    client.check().await.map_err(|e| e.to_string())
+                }
+                Ok(SourceClient::SymantecMss(_, client)) => {
                     client.check().await.map_err(|e| e.to_string())
                 }
                 Err(e) => Err(e),

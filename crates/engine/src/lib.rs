@@ -5,11 +5,14 @@ pub mod config;
 pub mod engine;
 pub mod poll;
 pub mod settings;
+pub mod symantec;
 pub mod ticketing;
 mod writeback;
 
 pub use config::{Config, ConfigError, ServiceNowSpec, SourceSpec, TenantSpec};
 pub use engine::{ApplyReport, Engine, EngineError, EngineOptions};
 pub use poll::PollReport;
-pub use settings::{PollSettings, SecureEndpointSettings, SourceSettings};
+pub use settings::{
+    PollSettings, SecureEndpointSettings, SourceSettings, SymantecMssSettings, WorkflowMapping,
+};
 pub use ticketing::{OutboxReport, SyncReport, TicketFields, TicketingSettings, WebhookError};

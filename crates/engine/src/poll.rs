@@ -9,14 +9,14 @@
 //! and the walk shifts its offset to match, so nothing is skipped (at worst a record is read
 //! twice and the finding key drops it).
 
-use crate::settings::SecureEndpointSettings;
+use crate::settings::{PollSettings, SecureEndpointSettings};
 use serde::Serialize;
 use socbridge_connectors::ConnectorError;
 use socbridge_connectors::secure_endpoint::{
     EventQuery, EventsPage, SecureEndpointClient, map_page,
 };
 use socbridge_model::{SourceKind, Timestamp};
-use socbridge_store::{IngestBatch, SourceRecord, Store, StoreError};
+use socbridge_store::{IngestBatch, IngestOutcome, SourceRecord, Store, StoreError};
 use std::time::{Duration, Instant};
 
 /// What one poll did, for the CLI, logs and metrics.
@@ -64,6 +64,19 @@ impl PollReport {
         }
     }
 
+    /// Adds what one ingest stored.
+    pub fn absorb(&mut self, outcome: &IngestOutcome) {
+        self.new_findings += outcome.new_findings;
+        self.duplicates += outcome.duplicates;
+        self.quarantined += outcome.quarantined_new;
+        self.incidents_created += outcome.incidents_created;
+        self.incidents_updated += outcome.incidents_updated;
+        self.cap_reached |= outcome.cap_reached;
+        if outcome.mark.is_some() {
+            self.mark = outcome.mark;
+        }
+    }
+
     /// More is waiting at the vendor: polling again right away makes progress.
     pub fn has_more(&self) -> bool {
         self.error.is_none() && (self.cap_reached || self.budget_exhausted)
@@ -75,6 +88,8 @@ pub enum PollError {
     #[error(transparent)]
     Connector(#[from] ConnectorError),
     #[error(transparent)]
+    SymantecMss(#[from] socbridge_connectors::symantec_mss::SymantecMssError),
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 
@@ -85,8 +100,13 @@ pub fn window_start(
     now: Timestamp,
     settings: &SecureEndpointSettings,
 ) -> Timestamp {
-    let overlap_us = i64::try_from(settings.poll.overlap().as_micros()).unwrap_or(i64::MAX);
-    let lookback_us = i64::try_from(settings.poll.lookback().as_micros()).unwrap_or(i64::MAX);
+    window_start_for(mark, now, &settings.poll)
+}
+
+/// [`window_start`] for any source's poll settings.
+pub fn window_start_for(mark: Option<Timestamp>, now: Timestamp, poll: &PollSettings) -> Timestamp {
+    let overlap_us = i64::try_from(poll.overlap().as_micros()).unwrap_or(i64::MAX);
+    let lookback_us = i64::try_from(poll.lookback().as_micros()).unwrap_or(i64::MAX);
     match mark {
         Some(m) => m.saturating_sub_micros(overlap_us),
         None => now.saturating_sub_micros(lookback_us),
@@ -177,14 +197,6 @@ async fn store_page(
             },
         )
         .await?;
-    report.new_findings += outcome.new_findings;
-    report.duplicates += outcome.duplicates;
-    report.quarantined += outcome.quarantined_new;
-    report.incidents_created += outcome.incidents_created;
-    report.incidents_updated += outcome.incidents_updated;
-    report.cap_reached |= outcome.cap_reached;
-    if outcome.mark.is_some() {
-        report.mark = outcome.mark;
-    }
+    report.absorb(&outcome);
     Ok(())
 }

@@ -128,23 +128,138 @@ impl SecureEndpointSettings {
     }
 }
 
+pub const SYMANTEC_MSS_DEFAULT_URL: &str = "https://api.monitoredsecurity.com";
+/// What the XSOAR integration fetched by default.
+pub const SYMANTEC_MSS_DEFAULT_SEVERITIES: [&str; 2] = ["Emergency", "Critical"];
+/// The severities `IncidentGetList` knows.
+pub const SYMANTEC_MSS_SEVERITIES: [&str; 4] =
+    ["Emergency", "Critical", "Warning", "Informational"];
+
+/// How socbridge's incident states map onto the vendor's workflow values when it writes back
+/// (`UpdateIncidentWorkflow`). The vendor's value sets are per contract, so they are settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowMapping {
+    /// `Status` written when the incident is resolved or closed.
+    pub closed_status: String,
+    /// `Resolution` written with it.
+    pub closed_resolution: String,
+    /// `Status` written when the incident is reopened.
+    pub reopened_status: String,
+}
+
+impl Default for WorkflowMapping {
+    fn default() -> Self {
+        WorkflowMapping {
+            closed_status: "Closed".into(),
+            closed_resolution: "Resolved".into(),
+            reopened_status: "In Progress".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SymantecMssSettings {
+    /// The server URL (the service is at `{base_url}/SWS/incidents.asmx`).
+    pub base_url: String,
+    /// `IncidentGetList` severities (default Emergency and Critical).
+    pub severities: Vec<String>,
+    /// PEM of an extra root CA to trust (a private CA, e.g. the emulator's); not a secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_ca_pem: Option<String>,
+    /// A proxy for this source only; without it HTTPS_PROXY / NO_PROXY apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    /// `1.2` (default) or `1.1`.
+    pub soap_version: String,
+    #[serde(default)]
+    pub workflow: WorkflowMapping,
+    #[serde(flatten)]
+    pub poll: PollSettings,
+}
+
+impl SymantecMssSettings {
+    pub fn new(
+        base_url: Option<String>,
+        severities: Option<Vec<String>>,
+        root_ca_pem: Option<String>,
+        proxy: Option<String>,
+        soap_version: Option<String>,
+        poll: PollSettings,
+    ) -> Result<Self, String> {
+        let base_url = base_url.unwrap_or_else(|| SYMANTEC_MSS_DEFAULT_URL.to_string());
+        let parsed = url::Url::parse(&base_url)
+            .map_err(|e| format!("`base_url` `{base_url}` is not a URL: {e}"))?;
+        if parsed.scheme() != "https" {
+            return Err(format!(
+                "`base_url` `{base_url}` must be https (the service authenticates by client certificate over TLS)"
+            ));
+        }
+        let severities = match severities {
+            None => SYMANTEC_MSS_DEFAULT_SEVERITIES.map(String::from).to_vec(),
+            Some(list) => {
+                let mut out = Vec::new();
+                for s in list {
+                    let known = SYMANTEC_MSS_SEVERITIES
+                        .iter()
+                        .find(|k| k.eq_ignore_ascii_case(s.trim()))
+                        .ok_or_else(|| {
+                            format!(
+                                "`severities`: `{s}` is not one of {}",
+                                SYMANTEC_MSS_SEVERITIES.join(", ")
+                            )
+                        })?;
+                    out.push((*known).to_string());
+                }
+                if out.is_empty() {
+                    return Err(
+                        "`severities` must not be empty (leave it out for Emergency and Critical)"
+                            .into(),
+                    );
+                }
+                out
+            }
+        };
+        if let Some(p) = &proxy {
+            url::Url::parse(p).map_err(|e| format!("`proxy` `{p}` is not a URL: {e}"))?;
+        }
+        let soap_version = soap_version.unwrap_or_else(|| "1.2".into());
+        if !matches!(soap_version.as_str(), "1.1" | "1.2") {
+            return Err(format!(
+                "`soap_version` must be 1.1 or 1.2, not `{soap_version}`"
+            ));
+        }
+        Ok(SymantecMssSettings {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            severities,
+            root_ca_pem,
+            proxy,
+            soap_version,
+            workflow: WorkflowMapping::default(),
+            poll,
+        })
+    }
+}
+
 /// The settings of a source, by kind (the JSON in the store carries the kind as a tag).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SourceSettings {
     SecureEndpoint(SecureEndpointSettings),
+    SymantecMss(SymantecMssSettings),
 }
 
 impl SourceSettings {
     pub fn kind(&self) -> SourceKind {
         match self {
             SourceSettings::SecureEndpoint(_) => SourceKind::SecureEndpoint,
+            SourceSettings::SymantecMss(_) => SourceKind::SymantecMss,
         }
     }
 
     pub fn poll(&self) -> &PollSettings {
         match self {
             SourceSettings::SecureEndpoint(s) => &s.poll,
+            SourceSettings::SymantecMss(s) => &s.poll,
         }
     }
 

@@ -174,6 +174,9 @@ pub(crate) enum WorkError {
     /// Cannot be done as asked; retrying will not help (the item is failed at once).
     #[error("{0}")]
     Permanent(String),
+    /// A vendor's write-back failed.
+    #[error("{detail}")]
+    Vendor { detail: String, retryable: bool },
 }
 
 impl WorkError {
@@ -182,6 +185,7 @@ impl WorkError {
             WorkError::Connector(e) => e.is_transient() || e.is_ambiguous() || e.is_auth(),
             WorkError::Store(_) => true,
             WorkError::Permanent(_) => false,
+            WorkError::Vendor { retryable, .. } => *retryable,
         }
     }
 }

@@ -69,9 +69,90 @@ pub enum Command {
     /// List, read and update incidents.
     #[command(subcommand)]
     Incidents(IncidentsCommand),
-    /// Work waiting for ServiceNow (ticket create, update, note, close, reopen).
+    /// Work waiting for ServiceNow (ticket create, update, note, close, reopen) and vendor
+    /// write-backs.
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// Straight at a vendor, for troubleshooting (nothing is stored).
+    #[command(subcommand)]
+    Vendor(VendorCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VendorCommand {
+    /// Symantec MSS (SWS), with the parameters of the Cortex XSOAR integration's commands.
+    #[command(subcommand, name = "symantec-mss")]
+    SymantecMss(SymantecMssCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SymantecMssCommand {
+    /// IncidentGetList: incidents created or updated since a time.
+    List(MssListArgs),
+    /// IncidentWorkflowQuery: one incident with its workflow, signatures and comments.
+    Get(MssTarget),
+    /// UpdateIncidentWorkflow; status, resolution and severity not given are taken from the
+    /// current workflow.
+    Update(MssUpdateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MssSource {
+    #[arg(long)]
+    pub tenant: String,
+    /// The tenant's Symantec MSS source (needed only when it has several).
+    #[arg(long)]
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MssListArgs {
+    #[command(flatten)]
+    pub from: MssSource,
+    /// How far back (`10m`, `24h`) or since when (RFC 3339); default 10m.
+    #[arg(long, default_value = "10m")]
+    pub since: String,
+    /// Comma list of Emergency, Critical, Warning, Informational (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub severity: Vec<String>,
+    /// Comma list of source IPs (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub source_ip: Vec<String>,
+    /// At most this many incidents (MaxIncidents).
+    #[arg(long)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct MssTarget {
+    #[command(flatten)]
+    pub from: MssSource,
+    /// The MSS incident number.
+    pub number: String,
+}
+
+#[derive(Debug, Args)]
+pub struct MssUpdateArgs {
+    #[command(flatten)]
+    pub target: MssTarget,
+    #[arg(long)]
+    pub status: Option<String>,
+    #[arg(long)]
+    pub resolution: Option<String>,
+    /// Emergency, Critical, Warning or Informational.
+    #[arg(long)]
+    pub severity: Option<String>,
+    /// Assign to a person (exclusive with --assign-organization).
+    #[arg(long, conflicts_with = "assign_organization")]
+    pub assignee: Option<String>,
+    /// Assign to an organisation.
+    #[arg(long)]
+    pub assign_organization: Option<String>,
+    #[arg(long)]
+    pub comment: Option<String>,
+    /// Your reference, e.g. a ticket number.
+    #[arg(long)]
+    pub reference: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,7 +237,7 @@ pub enum TenantCommand {
 pub enum SourceCommand {
     /// Add (or update) a source of a tenant. The secret comes from an environment variable,
     /// stdin or a prompt, never from a plain flag.
-    Add(SourceAddArgs),
+    Add(Box<SourceAddArgs>),
     /// List sources with their cursor and last poll.
     List {
         #[arg(long)]
@@ -177,7 +258,7 @@ pub struct SourceAddArgs {
     /// Unique within the tenant, e.g. `secure-endpoint`.
     #[arg(long)]
     pub name: String,
-    /// `secure_endpoint` (more kinds come with their connectors).
+    /// `secure_endpoint` or `symantec_mss`.
     #[arg(long)]
     pub kind: String,
     /// Vendor API base URL (default: the vendor's North America host).
@@ -207,6 +288,29 @@ pub struct SourceAddArgs {
     /// New findings per run at most; the rest come on the next run.
     #[arg(long)]
     pub cap_per_run: Option<usize>,
+    /// Symantec MSS: the client certificate's PKCS#12 file (`.p12` / `.pfx`); its content is
+    /// stored encrypted.
+    #[arg(long, value_name = "FILE", conflicts_with = "p12_base64_env")]
+    pub p12_file: Option<std::path::PathBuf>,
+    /// Symantec MSS: read the base64 of the `.p12` from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    pub p12_base64_env: Option<String>,
+    /// Symantec MSS: read the `.p12` passphrase from this environment variable (else stdin
+    /// with --p12-passphrase-stdin, or a prompt).
+    #[arg(long, value_name = "VAR", conflicts_with = "p12_passphrase_stdin")]
+    pub p12_passphrase_env: Option<String>,
+    /// Symantec MSS: read the passphrase from the first line of stdin.
+    #[arg(long)]
+    pub p12_passphrase_stdin: bool,
+    /// Symantec MSS: a PEM file of an extra root CA to trust (a private CA).
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Symantec MSS: severities to fetch (default Emergency,Critical).
+    #[arg(long, value_delimiter = ',')]
+    pub severities: Option<Vec<String>>,
+    /// A proxy for this source only (else HTTPS_PROXY / NO_PROXY apply).
+    #[arg(long)]
+    pub proxy: Option<String>,
 }
 
 #[derive(Debug, Args)]

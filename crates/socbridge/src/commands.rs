@@ -7,6 +7,7 @@ use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use secrecy::SecretString;
 use socbridge_engine::{
     Engine, EngineOptions, PollReport, PollSettings, SecureEndpointSettings, SourceSettings,
+    SymantecMssSettings,
 };
 use socbridge_model::{SourceKind, SourceName, TenantName, Timestamp};
 use socbridge_secrets::SecretFields;
@@ -26,6 +27,10 @@ async fn dispatch(cli: &Cli, store: socbridge_store::Store) -> anyhow::Result<Ex
     match &cli.command {
         Command::Incidents(cmd) => incidents::run(cli, &store, cmd).await,
         Command::Outbox(cmd) => outbox(cli, &store, cmd).await,
+        Command::Vendor(cmd) => {
+            let engine = engine_with_config(cli, store).await?;
+            crate::vendor::run(cli, &engine, cmd).await
+        }
         Command::Tenant(cmd) => tenant(cli, &store, cmd).await,
         Command::Source(cmd) => {
             let engine = Engine::new(store.clone(), master_key(cli)?, EngineOptions::default());
@@ -225,7 +230,7 @@ fn exit_for(reports: &[PollReport]) -> ExitCode {
     }
 }
 
-pub fn table(headers: &[&str]) -> Table {
+pub(crate) fn table(headers: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY);
     t.set_header(headers.to_vec());
@@ -488,6 +493,73 @@ fn source_from_args(
                 SecretFields::new().with("api_key", key),
             ))
         }
+        SourceKind::SymantecMss => {
+            use base64::Engine as _;
+            let p12 = match (&args.p12_file, &args.p12_base64_env) {
+                (Some(f), None) => {
+                    let bytes = std::fs::read(f).map_err(|e| {
+                        bad_input(format!("cannot read --p12-file {}: {e}", f.display()))
+                    })?;
+                    base64::engine::general_purpose::STANDARD.encode(bytes)
+                }
+                (None, Some(var)) => std::env::var(var).map_err(|_| {
+                    bad_input(format!(
+                        "environment variable `{var}` (--p12-base64-env) is not set"
+                    ))
+                })?,
+                _ => {
+                    return Err(bad_input(
+                        "--kind symantec_mss needs the client certificate: --p12-file FILE or --p12-base64-env VAR",
+                    ));
+                }
+            };
+            let passphrase = if let Some(var) = &args.p12_passphrase_env {
+                SecretString::from(std::env::var(var).map_err(|_| {
+                    bad_input(format!(
+                        "environment variable `{var}` (--p12-passphrase-env) is not set"
+                    ))
+                })?)
+            } else {
+                read_line_secret(
+                    args.p12_passphrase_stdin,
+                    "certificate passphrase",
+                    "--p12-passphrase-env VAR or --p12-passphrase-stdin",
+                )?
+            };
+            let root_ca_pem = match &args.ca_file {
+                None => None,
+                Some(f) => Some(std::fs::read_to_string(f).map_err(|e| {
+                    bad_input(format!("cannot read --ca-file {}: {e}", f.display()))
+                })?),
+            };
+            let settings = SymantecMssSettings::new(
+                args.base_url.clone(),
+                args.severities.clone(),
+                root_ca_pem,
+                args.proxy.clone(),
+                None,
+                poll,
+            )
+            .map_err(bad_input)?;
+            // The certificate is read now, so a wrong passphrase or an expired certificate is
+            // reported here rather than at the first poll.
+            let identity = socbridge_connectors::symantec_mss::ClientIdentity::from_pkcs12_base64(
+                &p12,
+                &passphrase,
+            )
+            .map_err(|e| bad_input(e.to_string()))?;
+            identity
+                .info()
+                .check_validity(socbridge_model::Timestamp::now())
+                .map_err(|e| bad_input(e.to_string()))?;
+            Ok((
+                name,
+                SourceSettings::SymantecMss(settings),
+                SecretFields::new()
+                    .with("p12", SecretString::from(p12))
+                    .with("passphrase", passphrase),
+            ))
+        }
         other => Err(bad_input(format!(
             "kind `{other}` is not supported by this version of socbridge yet"
         ))),
@@ -496,13 +568,28 @@ fn source_from_args(
 
 /// The secret from `--api-key-env VAR`, `--api-key-stdin`, or a prompt on a terminal.
 fn read_secret(args: &SourceAddArgs, what: &str) -> anyhow::Result<SecretString> {
-    let value = if let Some(var) = &args.api_key_env {
-        std::env::var(var).map_err(|_| {
+    if let Some(var) = &args.api_key_env {
+        let value = std::env::var(var).map_err(|_| {
             bad_input(format!(
                 "environment variable `{var}` (--api-key-env) is not set"
             ))
-        })?
-    } else if args.api_key_stdin {
+        })?;
+        if value.trim().is_empty() {
+            return Err(bad_input(format!("the {what} is empty")));
+        }
+        return Ok(SecretString::from(value));
+    }
+    read_line_secret(
+        args.api_key_stdin,
+        what,
+        "--api-key-env VAR or --api-key-stdin",
+    )
+}
+
+/// A secret from the first line of stdin (`from_stdin`), or a prompt on a terminal; `how`
+/// names the flags that give it otherwise.
+fn read_line_secret(from_stdin: bool, what: &str, how: &str) -> anyhow::Result<SecretString> {
+    let value = if from_stdin {
         let mut line = String::new();
         std::io::stdin()
             .lock()
@@ -514,7 +601,7 @@ fn read_secret(args: &SourceAddArgs, what: &str) -> anyhow::Result<SecretString>
             .context("cannot read the secret at the prompt")?
     } else {
         return Err(bad_input(format!(
-            "no {what} given: use --api-key-env VAR or --api-key-stdin, or run in a terminal to be prompted"
+            "no {what} given: use {how}, or run in a terminal to be prompted"
         )));
     };
     if value.trim().is_empty() {

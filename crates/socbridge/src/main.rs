@@ -9,6 +9,7 @@ mod commands;
 mod demo;
 mod http;
 mod incidents;
+mod vendor;
 
 use clap::Parser;
 use cli::{Cli, Command};
