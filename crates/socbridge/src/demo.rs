@@ -8,7 +8,7 @@ use socbridge_engine::{Config, Engine, EngineOptions};
 use socbridge_secrets::MasterKey;
 use socbridge_sim::{AddEvents, ConfigOptions, SimConfig, SimHandle};
 use socbridge_store::Store;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -94,7 +94,7 @@ pub async fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     // Ticketing on: the demo's incidents get their ServiceNow tickets from the emulator.
     let opts = ConfigOptions {
         servicenow_section: true,
-        ..ConfigOptions::default()
+        symantec_sources: true,
     };
     sim.write_config_with(&cfg_path, &opts)
         .with_context(|| format!("cannot write {}", cfg_path.display()))?;
@@ -105,9 +105,13 @@ pub async fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let engine = Engine::new(store.clone(), key, EngineOptions::default());
     engine.apply_config(&config).await?;
     eprintln!(
-        "demo: {} tenants on the Secure Endpoint emulator at {}, tickets in the ServiceNow emulator at {}; data in {}",
+        "demo: {} tenants on the Secure Endpoint emulator at {} and the Symantec MSS emulator at {} (client certificates), tickets in the ServiceNow emulator at {}; data in {}",
         args.tenants,
         sim.endpoints().secure_endpoint,
+        sim.endpoints()
+            .symantec_mss
+            .as_ref()
+            .map_or("(none)", |s| s.url.as_str()),
         sim.endpoints()
             .servicenow
             .as_ref()
@@ -142,6 +146,9 @@ struct TenantSummary {
     tenant: String,
     signals: u64,
     served: u64,
+    /// Signals stored: findings and quarantined records, an MSS incident counted once
+    /// however many versions of it were stored.
+    stored: u64,
     findings: i64,
     incidents: i64,
     /// Tickets the ServiceNow emulator created for the tenant's incidents.
@@ -158,8 +165,32 @@ async fn summarise(store: &Store, sim: &SimHandle) -> anyhow::Result<Vec<TenantS
     let tenants: BTreeMap<_, _> = counters.secure_endpoint.tenants.iter().collect();
     for (name, c) in tenants {
         let counts = store.counts(Some(name)).await?;
-        let signals = c.events_high_priority + c.malformed_total;
-        let stored = u64::try_from(counts.findings + counts.quarantined).unwrap_or(0);
+        // Symantec MSS: the incidents the default filter serves (Emergency, Critical), each
+        // stored as one MSS incident number however many versions it has.
+        let mss_signals = sim
+            .symantec_incidents(name)
+            .map(|all| {
+                all.iter()
+                    .filter(|i| matches!(i["severity"].as_str(), Some("Emergency" | "Critical")))
+                    .count() as u64
+            })
+            .unwrap_or(0);
+        let mss_versions = store.finding_keys(name, "symantec-mss").await?;
+        let mss_numbers: BTreeSet<&str> = mss_versions
+            .iter()
+            .map(|k| socbridge_engine::symantec::incident_number_of(k))
+            .collect();
+        let mss_stored = mss_numbers.len() as u64;
+        let mss_served = counters
+            .symantec_mss
+            .tenants
+            .get(name)
+            .map_or(0, |t| t.served_distinct);
+        let se_stored = u64::try_from(counts.findings + counts.quarantined).unwrap_or(0)
+            - mss_versions.len() as u64;
+        let se_signals = c.events_high_priority + c.malformed_total;
+        let signals = se_signals + mss_signals;
+        let stored = se_stored + mss_stored;
         // The emulator's own count of tickets per correlation id (`socbridge:<tenant>:<id>`).
         let prefix = format!("{}{name}:", socbridge_store::CORRELATION_PREFIX);
         let per_incident: Vec<u64> = counters
@@ -174,13 +205,16 @@ async fn summarise(store: &Store, sim: &SimHandle) -> anyhow::Result<Vec<TenantS
         rows.push(TenantSummary {
             tenant: name.clone(),
             signals,
-            served: c.served_distinct_high_priority + c.malformed_served_distinct,
+            stored,
+            served: c.served_distinct_high_priority + c.malformed_served_distinct + mss_served,
             findings: counts.findings,
             incidents: counts.incidents,
             tickets,
             doubled,
             quarantined: counts.quarantined,
-            ok: stored == signals
+            ok: se_stored == se_signals
+                && mss_stored == mss_signals
+                && stored == signals
                 && doubled == 0
                 && u64::try_from(counts.incidents).is_ok_and(|n| n == tickets),
         });
@@ -213,12 +247,12 @@ async fn run_once(
             .drain_outbox(deadline.saturating_duration_since(Instant::now()))
             .await?;
         let rows = summarise(store, sim).await?;
-        let stored: i64 = rows.iter().map(|r| r.findings + r.quarantined).sum();
+        let stored: u64 = rows.iter().map(|r| r.stored).sum();
         let signals: u64 = rows.iter().map(|r| r.signals).sum();
         let tickets: u64 = rows.iter().map(|r| r.tickets).sum();
         let incidents: i64 = rows.iter().map(|r| r.incidents).sum();
         eprintln!(
-            "round {round}: {stored} of {signals} signals stored, {tickets} of {incidents} incidents ticketed ({left} ticket jobs pending)"
+            "round {round}: {stored} of {signals} signals stored, {tickets} of {incidents} incidents ticketed ({left} outbox items pending)"
         );
         if rows.iter().all(|r| r.ok) || Instant::now() >= deadline {
             break rows;
@@ -255,7 +289,7 @@ async fn run_once(
                     r.tickets.to_string(),
                     r.quarantined.to_string(),
                     if r.ok {
-                        "ok: signals = findings + quarantined, tickets = incidents".into()
+                        "ok: every signal stored once, tickets = incidents".into()
                     } else if r.doubled > 0 {
                         format!("MISMATCH: {} incidents with two tickets", r.doubled)
                     } else {
