@@ -160,3 +160,108 @@ async fn a_source_secret_is_found_nowhere() {
     );
     sim.shutdown().await;
 }
+
+/// The same for the secrets a config brings: the ServiceNow password, OAuth client secret and
+/// webhook secret, and a Symantec MSS certificate (its base64, its bytes) and passphrase. They
+/// appear in no file of the data dir, no log line at trace level and no output of the commands
+/// that use them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_secrets_are_found_nowhere() {
+    use socbridge_sim::ConfigOptions;
+    let sim = start_sim(1, 19, 10).await;
+    let ep = sim.endpoints().clone();
+    let tenant = ep.tenants[0].name.clone();
+    let sn = ep.servicenow.clone().unwrap();
+    let mss = ep.tenants[0].symantec_mss.clone().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("socbridge.toml");
+    sim.write_config_with(
+        &config,
+        &ConfigOptions {
+            servicenow_section: true,
+            symantec_sources: true,
+        },
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+
+    let mut transcript = String::new();
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["serve", "--until-idle"],
+        vec!["check"],
+        vec!["--output", "json", "check"],
+        vec![
+            "vendor",
+            "symantec-mss",
+            "list",
+            "--tenant",
+            &tenant,
+            "--since",
+            "1h",
+        ],
+        vec!["--output", "json", "source", "list"],
+        vec!["--output", "json", "incidents", "list"],
+        vec!["--output", "json", "incidents", "get", "1"],
+        vec!["outbox", "list"],
+    ];
+    for args in runs {
+        let mut cmd = socbridge(&data);
+        cmd.args(["--log", "trace", "--config"])
+            .arg(&config)
+            .args(&args);
+        let out = run(cmd).await;
+        transcript.push_str(&format!(
+            "$ socbridge {}\n{}{}\n",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    assert!(transcript.contains("TRACE"), "logs were at trace level");
+    assert!(
+        !sim.counters()
+            .servicenow
+            .tickets_by_correlation_id
+            .is_empty()
+            && sim.counters().symantec_mss.tenants[&tenant].served_distinct > 0,
+        "ServiceNow and Symantec MSS were used with these secrets:\n{transcript}"
+    );
+
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let p12_bytes = b64.decode(&mss.p12_base64).unwrap();
+    let text_needles = [
+        sn.integration.password.clone(),
+        b64.encode(format!(
+            "{}:{}",
+            sn.integration.user_name, sn.integration.password
+        )),
+        sn.oauth.client_secret.clone(),
+        sn.webhook_secret.clone(),
+        mss.passphrase.clone(),
+        // Any stretch of the certificate's base64 long enough to be no accident.
+        mss.p12_base64[..48].to_string(),
+    ];
+    for needle in &text_needles {
+        assert!(
+            !transcript.contains(needle.as_str()),
+            "`{needle}` leaked into output or logs:\n{transcript}"
+        );
+    }
+    for f in files_under(&data) {
+        let bytes = std::fs::read(&f).unwrap();
+        let found = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+        for needle in &text_needles {
+            assert!(
+                !found(needle.as_bytes()),
+                "`{needle}` found in {}",
+                f.display()
+            );
+        }
+        assert!(
+            !found(&p12_bytes[p12_bytes.len() - 64..]),
+            "the certificate's bytes are in {}",
+            f.display()
+        );
+    }
+    sim.shutdown().await;
+}
