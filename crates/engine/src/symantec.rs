@@ -26,8 +26,7 @@ use crate::ticketing::WorkError;
 use socbridge_connectors::http::HttpOptions;
 use socbridge_connectors::symantec_mss::{
     ClientIdentity, ClientOptions, IncidentSummary, MssSeverity, SecurityIncident, SoapVersion,
-    SymantecMssClient, SymantecMssError, WorkflowUpdate, map_incident, merge_workflow_update,
-    summary_change_time,
+    SymantecMssClient, SymantecMssError, WorkflowUpdate, map_incident, summary_change_time,
 };
 use socbridge_model::{Finding, IncidentDetail, SourceKind, Timestamp};
 use socbridge_secrets::SecretFields;
@@ -237,7 +236,9 @@ pub fn comment_marker(item_id: i64) -> String {
 }
 
 /// What to write for one vendor incident, given the incident and the vendor's current
-/// workflow; `None` when the vendor already shows it all.
+/// workflow; `None` when the vendor already shows it all. What socbridge does not change is
+/// sent as the vendor has it (status, resolution, severity, assignee), so the update changes
+/// only what it means to; a value the vendor has none of is sent empty, which leaves it.
 pub(crate) fn plan_writeback(
     number: &str,
     detail: &IncidentDetail,
@@ -246,26 +247,21 @@ pub(crate) fn plan_writeback(
     ticket_number: Option<&str>,
     comment: Option<(&str, &str)>,
     item_id: i64,
-) -> Result<Option<WorkflowUpdate>, SymantecMssError> {
-    let wf = &settings.workflow;
-    let now_status = current
-        .workflow
-        .as_ref()
-        .and_then(|w| w.status.as_deref())
-        .unwrap_or("");
-    let (status, resolution) = if detail.incident.status.is_open() {
-        if now_status.eq_ignore_ascii_case(&wf.closed_status) {
-            (Some(wf.reopened_status.clone()), None)
-        } else {
-            (None, None)
-        }
-    } else if now_status.eq_ignore_ascii_case(&wf.closed_status) {
-        (None, None)
-    } else {
-        (
-            Some(wf.closed_status.clone()),
-            Some(wf.closed_resolution.clone()),
-        )
+) -> Option<WorkflowUpdate> {
+    let mapping = &settings.workflow;
+    let wf = current.workflow.clone().unwrap_or_default();
+    let present = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+    let now_closed = wf
+        .status
+        .as_deref()
+        .is_some_and(|s| s.trim().eq_ignore_ascii_case(&mapping.closed_status));
+    let (status, resolution) = match (detail.incident.status.is_open(), now_closed) {
+        (true, true) => (Some(mapping.reopened_status.clone()), None),
+        (false, false) => (
+            Some(mapping.closed_status.clone()),
+            Some(mapping.closed_resolution.clone()),
+        ),
+        _ => (None, None),
     };
     let marker = comment_marker(item_id);
     let comments = comment.and_then(|(text, actor)| {
@@ -276,17 +272,24 @@ pub(crate) fn plan_writeback(
         (!landed).then(|| format!("{text}\n{marker} {actor}"))
     });
     if status.is_none() && comments.is_none() {
-        return Ok(None);
+        return None;
     }
-    let requested = WorkflowUpdate {
-        number: number.to_string(),
-        status,
-        resolution,
-        reference: ticket_number.map(str::to_string),
-        comments,
-        ..WorkflowUpdate::default()
+    let person = present(&wf.assigned_person);
+    let organization = if person.is_none() {
+        present(&wf.assigned_organization)
+    } else {
+        None
     };
-    merge_workflow_update(&requested, current).map(Some)
+    Some(WorkflowUpdate {
+        number: number.to_string(),
+        status: status.or_else(|| present(&wf.status)),
+        resolution: resolution.or_else(|| present(&wf.resolution)),
+        reference: ticket_number.map(str::to_string),
+        severity: present(&current.severity),
+        assigned_to_organization: organization,
+        assigned_to_person: person,
+        comments,
+    })
 }
 
 /// Writes one incident's state back to the MSS incidents it holds from `source`.
@@ -309,8 +312,7 @@ pub(crate) async fn writeback(
             ticket_number,
             comment,
             item_id,
-        )
-        .map_err(mss)?;
+        );
         let Some(update) = plan else { continue };
         let applied = client
             .update_incident_workflow(&update)

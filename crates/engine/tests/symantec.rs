@@ -5,7 +5,7 @@
 
 use serde_json::json;
 use socbridge_engine::{Config, Engine, EngineOptions};
-use socbridge_model::{IncidentFilter, IncidentStatus, IncidentView, SourceKind};
+use socbridge_model::{IncidentFilter, IncidentStatus, IncidentUpdate, IncidentView, SourceKind};
 use socbridge_secrets::MasterKey;
 use socbridge_sim::{
     AddSymantecIncidents, ConfigOptions, SimConfig, SimHandle, SymantecAnalystChange,
@@ -230,9 +230,9 @@ async fn a_close_in_servicenow_is_written_back_once_with_the_ticket_number() {
     });
     settle(&rig).await;
     let incidents = mss_incidents(&rig.store).await;
-    assert!(!incidents.is_empty());
+    assert!(incidents.len() >= 6, "{} MSS incidents", incidents.len());
     let tenant = incidents[0].tenant.clone();
-    let closing: Vec<_> = incidents.iter().take(8).collect();
+    let closing: Vec<_> = incidents.iter().take(5).collect();
 
     let sn = rig.sim.endpoints().servicenow.clone().unwrap();
     let http = reqwest::Client::new();
@@ -250,6 +250,21 @@ async fn a_close_in_servicenow_is_written_back_once_with_the_ticket_number() {
             .unwrap();
         assert!(resp.status().is_success());
     }
+    // An analyst comments an incident that stays open: the comment is written back once.
+    let commented = &incidents[closing.len()];
+    rig.store
+        .update_incident(
+            commented.id,
+            None,
+            &IncidentUpdate {
+                comment: Some("customer confirms the host is a lab machine".into()),
+                actor: "cli:alice".into(),
+                ..IncidentUpdate::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
     // Sync-in takes the closes; the write-backs go out; a later poll reads the vendor's new
     // versions back without writing anything again.
     rig.engine.sync_tickets().await.unwrap();
@@ -272,9 +287,32 @@ async fn a_close_in_servicenow_is_written_back_once_with_the_ticket_number() {
             "the ticket number is the Reference"
         );
     }
+    let d = rig
+        .store
+        .get_incident(commented.id, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(d.incident.status.is_open());
+    let number = socbridge_engine::symantec::incident_number_of(&d.findings[0].vendor_key);
+    assert_eq!(per_incident[number].updates, 1, "the comment, once");
+    let at_vendor = rig.sim.symantec_incidents(&tenant).unwrap();
+    let comments = at_vendor
+        .iter()
+        .find(|i| {
+            i["number"]
+                .as_u64()
+                .is_some_and(|n| n.to_string() == number)
+        })
+        .map(|i| i["comments"].to_string())
+        .unwrap();
+    assert!(
+        comments.contains("customer confirms the host is a lab machine"),
+        "{comments}"
+    );
     assert_eq!(
         counters.tenants[&tenant].workflow_updates,
-        closing.len() as u64,
+        closing.len() as u64 + 1,
         "nothing else was written back"
     );
     eprintln!(
