@@ -113,6 +113,9 @@ pub struct CallFailure {
     pub status: Option<u16>,
     /// The body of the last non-2xx (or undecodable 2xx) answer; empty otherwise.
     pub body: Vec<u8>,
+    /// The headers of the last answer, when one came (e.g. the `Location` of a redirect the
+    /// caller follows itself); empty otherwise.
+    pub headers: HeaderMap,
 }
 
 impl CallFailure {
@@ -122,6 +125,7 @@ impl CallFailure {
             transport: None,
             status: None,
             body: Vec::new(),
+            headers: HeaderMap::new(),
         })
     }
 }
@@ -298,6 +302,7 @@ impl HttpStack {
                 let mut failure = CallFailure::new(err);
                 failure.transport = Some(e);
                 failure.status = Some(status.as_u16());
+                failure.headers = headers;
                 return Err(if repeat {
                     Attempt::Retry(failure)
                 } else {
@@ -317,6 +322,7 @@ impl HttpStack {
                     let mut failure = CallFailure::new(err);
                     failure.status = Some(status.as_u16());
                     failure.body = body.to_vec();
+                    failure.headers = headers.clone();
                     Err(if may_repeat {
                         Attempt::Retry(failure)
                     } else {
@@ -335,6 +341,7 @@ impl HttpStack {
             let mut failure = CallFailure::new(err);
             failure.status = Some(s);
             failure.body = body.to_vec();
+            failure.headers = headers.clone();
             failure
         };
         match s {

@@ -7,7 +7,9 @@ pub mod http;
 pub mod secure_endpoint;
 pub mod servicenow;
 pub mod symantec_mss;
+pub mod umbrella;
 
 pub use error::ConnectorError;
 pub use http::{HttpOptions, HttpStack, Retry};
 pub use symantec_mss::{SymantecMssClient, SymantecMssError};
+pub use umbrella::{TokenCache, UmbrellaClient, UmbrellaError};
