@@ -39,6 +39,7 @@ async fn rig(tenants: usize, seed: u64) -> Rig {
         &ConfigOptions {
             servicenow_section: true,
             symantec_sources: true,
+            ..Default::default()
         },
     )
     .unwrap();

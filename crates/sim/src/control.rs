@@ -7,6 +7,9 @@
 //!
 //! The Symantec SWS emulator's part is under `/_sim/symantec_mss/`: `faults`, `incidents`
 //! (`POST` adds, `GET ?tenant=` dumps) and `analyst` (a change made at the vendor).
+//!
+//! The Umbrella emulator's part is under `/_sim/umbrella/`: `faults`, `rate_limit`,
+//! `records` (`POST` adds, `GET ?org=` dumps), `revoke` and `tokens/expire`.
 
 use crate::state::{self, Shared};
 use crate::{AddEvents, Faults};
@@ -55,6 +58,14 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             get(sy_incidents).post(sy_add_incidents),
         )
         .route("/symantec_mss/analyst", post(sy_analyst))
+        .route("/umbrella/faults", get(um_get_faults).post(um_set_faults))
+        .route(
+            "/umbrella/rate_limit",
+            get(um_get_rate_limit).post(um_set_rate_limit),
+        )
+        .route("/umbrella/records", get(um_records).post(um_add_records))
+        .route("/umbrella/revoke", post(um_revoke))
+        .route("/umbrella/tokens/expire", post(um_expire_tokens))
         .fallback(unknown)
         .with_state(shared)
 }
@@ -421,4 +432,129 @@ async fn sy_analyst(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
         ),
         Err(e) => sy_error(&e),
     }
+}
+
+/// The Umbrella emulator, or the 404 that says it is disabled.
+fn umbrella(sim: &Shared) -> Result<&Arc<crate::umbrella::Umb>, Box<Response>> {
+    sim.umbrella.as_ref().ok_or_else(|| {
+        Box::new(error(
+            StatusCode::NOT_FOUND,
+            "the Umbrella emulator is disabled",
+        ))
+    })
+}
+
+/// A control error of the Umbrella emulator as an answer.
+fn um_error(e: &crate::UmbrellaError) -> Response {
+    use crate::UmbrellaError as E;
+    let status = match e {
+        E::Disabled | E::UnknownOrg(_) => StatusCode::NOT_FOUND,
+        E::InvalidValue { .. } | E::TooMany(_) => StatusCode::BAD_REQUEST,
+    };
+    error(status, e.to_string())
+}
+
+async fn um_get_faults(State(sim): State<Arc<Shared>>) -> Response {
+    let umb = or_answer!(umbrella(&sim));
+    let f = umb.lock().faults.clone();
+    json(StatusCode::OK, &f)
+}
+
+/// `POST /_sim/umbrella/faults`: replaces the rates (members left out are 0).
+async fn um_set_faults(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
+    let umb = or_answer!(umbrella(&sim));
+    let f: crate::UmbrellaFaults = or_answer!(parse(&body));
+    if !crate::umbrella::faults_valid(&f) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "every rate_* must be a probability between 0 and 1",
+        );
+    }
+    umb.lock().faults = f.clone();
+    json(StatusCode::OK, &f)
+}
+
+async fn um_get_rate_limit(State(sim): State<Arc<Shared>>) -> Response {
+    let umb = or_answer!(umbrella(&sim));
+    let rl = umb.lock().rate_limit.clone();
+    json(StatusCode::OK, &rl)
+}
+
+/// `POST /_sim/umbrella/rate_limit` `{"limit": n, "window_ms": ms}`; `null` or a limit of 0
+/// turns it off.
+async fn um_set_rate_limit(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
+    let umb = or_answer!(umbrella(&sim));
+    let rl: Option<crate::UmbrellaRateLimit> = or_answer!(parse(&body));
+    if rl.as_ref().is_some_and(|r| r.window_ms == 0) {
+        return error(StatusCode::BAD_REQUEST, "window_ms must be at least 1");
+    }
+    let mut st = umb.lock();
+    st.set_rate_limit(rl);
+    let now = st.rate_limit.clone();
+    drop(st);
+    json(StatusCode::OK, &now)
+}
+
+/// `POST /_sim/umbrella/records` `{"org", "count", "same_second"?, "category"?, "verdict"?,
+/// "identity"?, "kind"?}`: adds records stamped now; answers them as served.
+async fn um_add_records(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
+    let umb = or_answer!(umbrella(&sim));
+    let req: crate::AddUmbrellaRecords = or_answer!(parse(&body));
+    let added = umb.lock().add(&req);
+    match added {
+        Ok(records) => json(
+            StatusCode::OK,
+            &serde_json::json!({ "org": req.org, "added": records.len(), "records": records }),
+        ),
+        Err(e) => um_error(&e),
+    }
+}
+
+/// `GET /_sim/umbrella/records?org=ID|NAME`: every record of the org as stored, oldest
+/// first, as served in UTC.
+async fn um_records(State(sim): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
+    let umb = or_answer!(umbrella(&sim));
+    let pairs = crate::wire::query_pairs(query.as_deref());
+    let Some(org) = crate::wire::last_value(&pairs, "org") else {
+        return error(StatusCode::BAD_REQUEST, "the org parameter is required");
+    };
+    let dumped = umb.lock().dump(org);
+    match dumped {
+        Ok(v) => json(StatusCode::OK, &v),
+        Err(e) => um_error(&e),
+    }
+}
+
+/// Body of `POST /_sim/umbrella/revoke`.
+#[derive(Serialize, Deserialize)]
+struct Revoke {
+    org: String,
+    #[serde(default = "yes")]
+    revoked: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /_sim/umbrella/revoke` `{"org", "revoked"?: true}`: the org's reports answer 403
+/// (or, with `false`, work again).
+async fn um_revoke(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
+    let umb = or_answer!(umbrella(&sim));
+    let r: Revoke = or_answer!(parse(&body));
+    let done = umb.lock().set_revoked(&r.org, r.revoked);
+    match done {
+        Ok(id) => json(
+            StatusCode::OK,
+            &serde_json::json!({ "org_id": id, "revoked": r.revoked }),
+        ),
+        Err(e) => um_error(&e),
+    }
+}
+
+/// `POST /_sim/umbrella/tokens/expire`: every access token stops working.
+async fn um_expire_tokens(State(sim): State<Arc<Shared>>) -> Response {
+    let umb = or_answer!(umbrella(&sim));
+    let n = umb.lock().expire_tokens();
+    json(StatusCode::OK, &serde_json::json!({ "expired": n }))
 }

@@ -3,7 +3,9 @@
 //! instance shared by all tenants (Table API for `incident` and `sys_journal_field`, OAuth
 //! tokens, a business-rule webhook): see [`ServiceNowConfig`]; and the Symantec Managed
 //! Security Services SWS SOAP service (`incidents.asmx`) behind client-certificate TLS, with
-//! each tenant's identity exported as PKCS#12: see [`SymantecConfig`].
+//! each tenant's identity exported as PKCS#12: see [`SymantecConfig`]; and the Cisco Umbrella
+//! Reporting API v2 (tokens, MSSP parent and child-org keys, activity reports, a regional
+//! warehouse host): see [`UmbrellaConfig`].
 //!
 //! Why it exists: no machine here reaches a real vendor, and socbridge's promises (nothing
 //! lost, nothing twice) can only be proven against a service that behaves like the real one,
@@ -28,6 +30,7 @@ mod secure_endpoint;
 mod servicenow;
 mod state;
 mod symantec;
+mod umbrella;
 mod wire;
 mod world;
 
@@ -42,6 +45,12 @@ pub use symantec::{
     AddSymantecIncidents, DEFAULT_RESOLUTIONS, DEFAULT_STATUSES, HandshakeRefusals,
     SymantecAnalystChange, SymantecConfig, SymantecCounters, SymantecCreds, SymantecEndpoints,
     SymantecError, SymantecFaultCounters, SymantecFaults, SymantecTenantCounters, WorkflowCounters,
+};
+
+pub use umbrella::{
+    AddUmbrellaRecords, RegionalCounters, UmbrellaConfig, UmbrellaCounters, UmbrellaCreds,
+    UmbrellaEndpoints, UmbrellaError, UmbrellaFaultCounters, UmbrellaFaults, UmbrellaOrg,
+    UmbrellaOrgCounters, UmbrellaRateLimit, UmbrellaTokenCounters,
 };
 
 use serde::{Deserialize, Serialize};
@@ -59,7 +68,8 @@ use tokio_util::sync::CancellationToken;
 pub struct SimConfig {
     /// Where to listen. Port 0 picks any free port; with a fixed port P, Secure Endpoint
     /// listens on P (emulators added later take P+1, P+2...). The control API shares P.
-    /// ServiceNow listens on P+1 (any free port when P is 0), same address.
+    /// ServiceNow listens on P+1 (any free port when P is 0), same address; Symantec on P+2;
+    /// Umbrella on P+3 and its regional warehouse host on P+4.
     pub listen: SocketAddr,
     /// Number of tenants (at least 1): `acme`, `globex`, ... then `tenant-11`...
     pub tenants: usize,
@@ -78,6 +88,9 @@ pub struct SimConfig {
     pub servicenow: ServiceNowConfig,
     /// The Symantec SWS service (on by default): P+2 with a fixed P, any free port with 0.
     pub symantec: SymantecConfig,
+    /// The Umbrella Reporting API (on by default): P+3 with a fixed P and its regional
+    /// warehouse host on P+4 (any free ports with 0).
+    pub umbrella: UmbrellaConfig,
 }
 
 impl Default for SimConfig {
@@ -92,6 +105,7 @@ impl Default for SimConfig {
             faults: Faults::default(),
             servicenow: ServiceNowConfig::default(),
             symantec: SymantecConfig::default(),
+            umbrella: UmbrellaConfig::default(),
         }
     }
 }
@@ -129,6 +143,10 @@ pub struct Endpoints {
     /// The Symantec SWS service (absent when disabled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symantec_mss: Option<SymantecEndpoints>,
+    /// The Umbrella Reporting API, its regional host and the MSSP parent key (absent when
+    /// disabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub umbrella: Option<UmbrellaEndpoints>,
 }
 
 /// One tenant's credentials per vendor; a vendor the tenant lacks is absent from the JSON.
@@ -140,6 +158,10 @@ pub struct TenantEndpoints {
     /// The tenant's SWS web-service certificate (absent when the emulator is disabled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symantec_mss: Option<SymantecCreds>,
+    /// The tenant's Umbrella child org and its own key (absent when the emulator is
+    /// disabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub umbrella: Option<UmbrellaCreds>,
 }
 
 /// A Secure Endpoint API client: HTTP Basic user and password.
@@ -198,6 +220,9 @@ pub struct Counters {
     /// All zero when the Symantec emulator is disabled.
     #[serde(default)]
     pub symantec_mss: SymantecCounters,
+    /// All zero when the Umbrella emulator is disabled.
+    #[serde(default)]
+    pub umbrella: UmbrellaCounters,
 }
 
 /// Counters of the Secure Endpoint emulator.
@@ -265,6 +290,9 @@ pub struct ConfigOptions {
     pub servicenow_section: bool,
     /// Write each tenant's `symantec-mss` source active rather than commented out.
     pub symantec_sources: bool,
+    /// Write the `umbrella-mssp` credential and each tenant's `umbrella` source active
+    /// rather than commented out.
+    pub umbrella_sources: bool,
 }
 
 /// Why events could not be added.
@@ -443,6 +471,53 @@ impl SimHandle {
         sym.test_identity_pem.get(i).cloned()
     }
 
+    /// The Umbrella emulator, or [`UmbrellaError::Disabled`].
+    fn umbrella(&self) -> Result<&Arc<umbrella::Umb>, UmbrellaError> {
+        self.shared.umbrella.as_ref().ok_or(UmbrellaError::Disabled)
+    }
+
+    /// Replaces the Umbrella fault rates (clamped into 0..=1, NaN is 0), like
+    /// `POST /_sim/umbrella/faults`. No effect when the emulator is disabled.
+    pub fn set_umbrella_faults(&self, f: UmbrellaFaults) {
+        if let Ok(u) = self.umbrella() {
+            u.lock().faults = umbrella::sanitise(f);
+        }
+    }
+
+    /// Sets (or with `None` removes) the per-org reports rate limit; windows start afresh.
+    pub fn set_umbrella_rate_limit(&self, rl: Option<UmbrellaRateLimit>) {
+        if let Ok(u) = self.umbrella() {
+            u.lock().set_rate_limit(rl);
+        }
+    }
+
+    /// Adds records stamped now to an org, like `POST /_sim/umbrella/records`; returns them
+    /// as the service serves them (UTC).
+    pub fn add_umbrella_records(
+        &self,
+        req: AddUmbrellaRecords,
+    ) -> Result<Vec<serde_json::Value>, UmbrellaError> {
+        self.umbrella()?.lock().add(&req)
+    }
+
+    /// Revokes an org's access (its reports answer 403) or, with `false`, restores it, like
+    /// `POST /_sim/umbrella/revoke`; `org` is its id or name. Returns the org id.
+    pub fn set_umbrella_revoked(&self, org: &str, revoked: bool) -> Result<u64, UmbrellaError> {
+        self.umbrella()?.lock().set_revoked(org, revoked)
+    }
+
+    /// Every record of an org as stored (oldest first) and served in UTC: the data of
+    /// `GET /_sim/umbrella/records?org=ID`.
+    pub fn umbrella_records(&self, org: &str) -> Result<Vec<serde_json::Value>, UmbrellaError> {
+        self.umbrella()?.lock().dump(org)
+    }
+
+    /// Makes every Umbrella access token invalid, as if they had all expired; returns how
+    /// many there were.
+    pub fn expire_umbrella_tokens(&self) -> usize {
+        self.umbrella().map_or(0, |u| u.lock().expire_tokens())
+    }
+
     /// Replaces the fault rates; rates outside 0..=1 are clamped (NaN is 0).
     pub fn set_faults(&self, f: Faults) {
         self.shared.lock().faults = state::sanitise(f);
@@ -577,6 +652,40 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         None
     };
 
+    // Umbrella: the main host on P+3 and the regional warehouse on P+4 (any free ports with
+    // P = 0), same address.
+    let umbrella = if cfg.umbrella.enabled {
+        if !(cfg.umbrella.rate_per_minute.is_finite() && cfg.umbrella.rate_per_minute >= 0.0) {
+            return Err(SimError::Config(format!(
+                "umbrella.rate_per_minute must be a number >= 0, got {}",
+                cfg.umbrella.rate_per_minute
+            )));
+        }
+        let mut bound = Vec::with_capacity(2);
+        for offset in [3u16, 4] {
+            let port = match cfg.listen.port() {
+                0 => 0,
+                p => p.checked_add(offset).ok_or_else(|| {
+                    SimError::Config(format!(
+                        "listen port {p} leaves no port for Umbrella (P+3 and P+4)"
+                    ))
+                })?,
+            };
+            let addr = SocketAddr::new(cfg.listen.ip(), port);
+            let (listener, local) = umbrella::bind(addr)
+                .await
+                .map_err(|source| SimError::Bind { addr, source })?;
+            bound.push((
+                listener,
+                format!("http://{}", SocketAddr::new(ip, local.port())),
+            ));
+        }
+        let (regional, main) = (bound.pop(), bound.pop());
+        main.zip(regional)
+    } else {
+        None
+    };
+
     let start = SystemTime::now();
     let state = State::new(&cfg, start, &base_url);
     let shutdown = CancellationToken::new();
@@ -608,6 +717,19 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         }
         None => None,
     };
+    let umb = umbrella.as_ref().map(|((_, url), (_, regional_url))| {
+        let names: Vec<String> = state.tenants.iter().map(|t| t.world.name.clone()).collect();
+        Arc::new(umbrella::Umb::new(
+            &cfg.umbrella,
+            cfg.seed,
+            &names,
+            url.clone(),
+            regional_url.clone(),
+            start,
+            cfg.initial_spread,
+            shutdown.clone(),
+        ))
+    });
     let endpoints = Endpoints {
         secure_endpoint: base_url.clone(),
         control: format!("{base_url}/_sim"),
@@ -622,10 +744,12 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
                     api_key: t.world.api_key.clone(),
                 }),
                 symantec_mss: sym.as_ref().and_then(|s| s.creds.get(i).cloned()),
+                umbrella: umb.as_ref().and_then(|u| u.creds.get(i).cloned()),
             })
             .collect(),
         servicenow: sn.as_ref().map(|sn| sn.endpoints.clone()),
         symantec_mss: sym.as_ref().map(|s| s.endpoints.clone()),
+        umbrella: umb.as_ref().map(|u| u.endpoints.clone()),
     };
     let shared = Arc::new(Shared {
         base_url,
@@ -635,6 +759,7 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         shutdown,
         servicenow: sn.clone(),
         symantec: sym.clone(),
+        umbrella: umb.clone(),
     });
 
     let app = axum::Router::new()
@@ -667,6 +792,25 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
             )));
         }
         tracing::info!(url = %sym.base_url, "sim: Symantec SWS emulator listening (client certificates required)");
+    }
+    if let (Some(umb), Some(((main, _), (regional, _)))) = (umb, umbrella) {
+        tasks.push(tokio::spawn(umbrella::serve(
+            umb.clone(),
+            main,
+            umbrella::Host::Main,
+        )));
+        tasks.push(tokio::spawn(umbrella::serve(
+            umb.clone(),
+            regional,
+            umbrella::Host::Regional,
+        )));
+        if cfg.umbrella.rate_per_minute > 0.0 {
+            tasks.push(tokio::spawn(umbrella::arrivals(
+                umb.clone(),
+                cfg.umbrella.rate_per_minute,
+            )));
+        }
+        tracing::info!(url = %umb.base_url, regional = %umb.regional_url, "sim: Umbrella Reporting emulator listening");
     }
     if cfg.rate_per_minute > 0.0 {
         tasks.push(tokio::spawn(arrivals(shared.clone(), cfg.rate_per_minute)));

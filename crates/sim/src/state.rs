@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     pub servicenow: Option<Arc<crate::servicenow::Sn>>,
     /// The Symantec SWS service (its own lock), when enabled.
     pub symantec: Option<Arc<crate::symantec::Sym>>,
+    /// The Umbrella Reporting API (its own lock), when enabled.
+    pub umbrella: Option<Arc<crate::umbrella::Umb>>,
 }
 
 impl Shared {
@@ -63,6 +65,9 @@ impl Shared {
         }
         if let Some(sym) = &self.symantec {
             c.symantec_mss = sym.counters();
+        }
+        if let Some(umb) = &self.umbrella {
+            c.umbrella = umb.counters();
         }
         c
     }
@@ -627,6 +632,7 @@ impl State {
         Counters {
             servicenow: Default::default(),
             symantec_mss: Default::default(),
+            umbrella: Default::default(),
             secure_endpoint: SecureEndpointCounters {
                 requests: RequestCounters {
                     total: self.requests_total,

@@ -95,6 +95,7 @@ pub async fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let opts = ConfigOptions {
         servicenow_section: true,
         symantec_sources: true,
+        ..Default::default()
     };
     sim.write_config_with(&cfg_path, &opts)
         .with_context(|| format!("cannot write {}", cfg_path.display()))?;

@@ -180,6 +180,7 @@ async fn config_secrets_are_found_nowhere() {
         &ConfigOptions {
             servicenow_section: true,
             symantec_sources: true,
+            ..Default::default()
         },
     )
     .unwrap();

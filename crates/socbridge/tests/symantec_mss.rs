@@ -15,6 +15,7 @@ fn mss_config(sim: &socbridge_sim::SimHandle, dir: &Path) -> std::path::PathBuf 
         &ConfigOptions {
             servicenow_section: true,
             symantec_sources: true,
+            ..Default::default()
         },
     )
     .expect("config written");
