@@ -516,6 +516,236 @@ impl SecureEndpointClient {
     }
 }
 
+/// A computer's isolation as the vendor reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Isolation {
+    pub available: bool,
+    /// `not_isolated`, `pending_start`, `isolated` or `pending_stop`.
+    pub status: String,
+    #[serde(default)]
+    pub unlock_code: Option<String>,
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+impl Isolation {
+    /// Isolated, or on its way (the connector has not checked in yet).
+    pub fn is_on(&self) -> bool {
+        matches!(self.status.as_str(), "isolated" | "pending_start")
+    }
+
+    /// Not isolated, or on its way back.
+    pub fn is_off(&self) -> bool {
+        matches!(self.status.as_str(), "not_isolated" | "pending_stop")
+    }
+}
+
+/// The part of a computer containment needs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Computer {
+    pub connector_guid: String,
+    #[serde(default)]
+    pub hostname: Option<String>,
+    pub group_guid: String,
+}
+
+/// A group of computers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Group {
+    pub guid: String,
+    pub name: String,
+}
+
+#[derive(Deserialize)]
+struct DataEnvelope<T> {
+    data: T,
+}
+
+fn data_of<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice::<DataEnvelope<T>>(body)
+        .map(|e| e.data)
+        .map_err(|e| e.to_string())
+}
+
+/// Containment: isolation and group moves. Reads retry; every change is sent with
+/// `Retry::NotAfterSending`, so after an ambiguous failure the caller reads the state before
+/// it changes anything again.
+impl SecureEndpointClient {
+    fn computer_path(guid: &str, rest: &str) -> String {
+        let guid: String = url::form_urlencoded::byte_serialize(guid.as_bytes()).collect();
+        format!("v1/computers/{guid}{rest}")
+    }
+
+    /// `OPTIONS /v1/computers/{guid}/isolation`: the methods possible now (`Allow`). A
+    /// computer whose policy forbids isolation answers 405, returned as the error with the
+    /// vendor's words.
+    pub async fn isolation_options(&self, guid: &str) -> Result<Vec<String>, ConnectorError> {
+        let url = self.url(&Self::computer_path(guid, "/isolation"));
+        let answer = self
+            .http
+            .call(
+                VENDOR,
+                "isolation options",
+                Retry::Always,
+                |c| {
+                    c.request(reqwest::Method::OPTIONS, url.clone())
+                        .basic_auth(&self.client_id, Some(self.api_key.expose_secret()))
+                },
+                |_| Ok(()),
+            )
+            .await?;
+        Ok(answer
+            .headers
+            .get(reqwest::header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(',')
+                    .map(|m| m.trim().to_ascii_uppercase())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// `GET /v1/computers/{guid}/isolation`.
+    pub async fn isolation(&self, guid: &str) -> Result<Isolation, ConnectorError> {
+        let url = self.url(&Self::computer_path(guid, "/isolation"));
+        let answer = self
+            .http
+            .call(
+                VENDOR,
+                "isolation",
+                Retry::Always,
+                |c| {
+                    c.get(url.clone())
+                        .basic_auth(&self.client_id, Some(self.api_key.expose_secret()))
+                },
+                data_of::<Isolation>,
+            )
+            .await?;
+        Ok(answer.value)
+    }
+
+    /// `PUT /v1/computers/{guid}/isolation` with a comment and an unlock code (at most 24
+    /// characters, no spaces).
+    pub async fn start_isolation(
+        &self,
+        guid: &str,
+        comment: &str,
+        unlock_code: &str,
+    ) -> Result<Isolation, ConnectorError> {
+        let url = self.url(&Self::computer_path(guid, "/isolation"));
+        let body = serde_json::json!({"comment": comment, "unlock_code": unlock_code});
+        let answer = self
+            .http
+            .call(
+                VENDOR,
+                "isolation start",
+                Retry::NotAfterSending,
+                |c| {
+                    c.put(url.clone())
+                        .basic_auth(&self.client_id, Some(self.api_key.expose_secret()))
+                        .json(&body)
+                },
+                data_of::<Isolation>,
+            )
+            .await?;
+        Ok(answer.value)
+    }
+
+    /// `DELETE /v1/computers/{guid}/isolation` with a comment.
+    pub async fn stop_isolation(
+        &self,
+        guid: &str,
+        comment: &str,
+    ) -> Result<Isolation, ConnectorError> {
+        let url = self.url(&Self::computer_path(guid, "/isolation"));
+        let body = serde_json::json!({ "comment": comment });
+        let answer = self
+            .http
+            .call(
+                VENDOR,
+                "isolation stop",
+                Retry::NotAfterSending,
+                |c| {
+                    c.delete(url.clone())
+                        .basic_auth(&self.client_id, Some(self.api_key.expose_secret()))
+                        .json(&body)
+                },
+                data_of::<Isolation>,
+            )
+            .await?;
+        Ok(answer.value)
+    }
+
+    /// `GET /v1/computers/{guid}`.
+    pub async fn computer(&self, guid: &str) -> Result<Computer, ConnectorError> {
+        let url = self.url(&Self::computer_path(guid, ""));
+        let answer = self
+            .http
+            .call(
+                VENDOR,
+                "computer",
+                Retry::Always,
+                |c| {
+                    c.get(url.clone())
+                        .basic_auth(&self.client_id, Some(self.api_key.expose_secret()))
+                },
+                data_of::<Computer>,
+            )
+            .await?;
+        Ok(answer.value)
+    }
+
+    /// `PATCH /v1/computers/{guid}` with `{"group_guid": ...}`: moves the computer.
+    pub async fn move_computer(
+        &self,
+        guid: &str,
+        group_guid: &str,
+    ) -> Result<Computer, ConnectorError> {
+        let url = self.url(&Self::computer_path(guid, ""));
+        let body = serde_json::json!({ "group_guid": group_guid });
+        let answer = self
+            .http
+            .call(
+                VENDOR,
+                "computer move",
+                Retry::NotAfterSending,
+                |c| {
+                    c.patch(url.clone())
+                        .basic_auth(&self.client_id, Some(self.api_key.expose_secret()))
+                        .json(&body)
+                },
+                data_of::<Computer>,
+            )
+            .await?;
+        Ok(answer.value)
+    }
+
+    /// The group named exactly `name` (case-insensitive), if there is one: `GET
+    /// /v1/groups?name=` matches parts of names, so the answer is filtered here.
+    pub async fn group_by_name(&self, name: &str) -> Result<Option<Group>, ConnectorError> {
+        let mut url = self.url("v1/groups");
+        url.query_pairs_mut().append_pair("name", name);
+        let answer = self
+            .http
+            .call(
+                VENDOR,
+                "groups",
+                Retry::Always,
+                |c| {
+                    c.get(url.clone())
+                        .basic_auth(&self.client_id, Some(self.api_key.expose_secret()))
+                },
+                data_of::<Vec<Group>>,
+            )
+            .await?;
+        Ok(answer
+            .value
+            .into_iter()
+            .find(|g| g.name.trim().eq_ignore_ascii_case(name.trim())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

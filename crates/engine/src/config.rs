@@ -8,7 +8,7 @@ use crate::settings::{PollSettings, SecureEndpointSettings, SourceSettings, Syma
 use base64::Engine as _;
 use secrecy::SecretString;
 use serde::Deserialize;
-use socbridge_model::{SourceKind, SourceName, TenantName};
+use socbridge_model::{ContainmentPolicy, SourceKind, SourceName, TenantName};
 use socbridge_secrets::SecretFields;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -89,6 +89,8 @@ struct FileTenant {
     display_name: Option<String>,
     /// Ticket field overrides for this tenant.
     ticket: Option<crate::ticketing::TicketFields>,
+    /// The tenant's containment policy (`{ action = "isolate" | "move-to-group", ... }`).
+    containment: Option<ContainmentPolicy>,
     #[serde(default)]
     sources: Vec<FileSource>,
 }
@@ -149,6 +151,8 @@ pub struct TenantSpec {
     pub name: TenantName,
     pub display_name: Option<String>,
     pub sources: Vec<SourceSpec>,
+    /// Set when the file gives one; a tenant without it keeps what the CLI set.
+    pub containment: Option<ContainmentPolicy>,
 }
 
 #[derive(Debug)]
@@ -330,10 +334,17 @@ impl Config {
                     secrets,
                 });
             }
+            if let Some(p) = &t.containment {
+                p.validate().map_err(|e| ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    message: format!("tenant `{}`: containment: {e}", t.name),
+                })?;
+            }
             tenants.push(TenantSpec {
                 name: t.name,
                 display_name: t.display_name,
                 sources,
+                containment: t.containment,
             });
         }
         let servicenow = match file.servicenow {

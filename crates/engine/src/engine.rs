@@ -73,6 +73,9 @@ pub struct EngineOptions {
     pub outbox_backoff_max: Duration,
     /// Where analysts open socbridge's console, for links in ticket descriptions.
     pub console_url: Option<String>,
+    /// How long an isolation's `pending_start` is followed before the action is recorded as
+    /// requested but not yet confirmed.
+    pub isolation_deadline: Duration,
 }
 
 impl Default for EngineOptions {
@@ -85,6 +88,7 @@ impl Default for EngineOptions {
             outbox_backoff_min: Duration::from_secs(2),
             outbox_backoff_max: Duration::from_secs(300),
             console_url: None,
+            isolation_deadline: Duration::from_secs(30),
         }
     }
 }
@@ -157,6 +161,12 @@ impl Engine {
                 .upsert_tenant(&t.name, t.display_name.as_deref())
                 .await?;
             report.tenants += 1;
+            if let Some(policy) = &t.containment {
+                self.inner
+                    .store
+                    .set_containment_policy(t.name.as_str(), Some(policy))
+                    .await?;
+            }
             for s in &t.sources {
                 self.save_source(t.name.as_str(), &s.name, &s.settings, Some(&s.secrets))
                     .await?;

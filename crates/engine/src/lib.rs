@@ -2,6 +2,7 @@
 //! ingest into the store (see ARCHITECTURE.md, "The path of a signal").
 
 pub mod config;
+mod containment;
 pub mod engine;
 pub mod poll;
 pub mod settings;

@@ -26,8 +26,8 @@ use socbridge_connectors::servicenow::{Auth, ServiceNowClient, Ticket};
 use socbridge_model::{IncidentDetail, IncidentStatus, IncidentUpdate, Severity, Timestamp};
 use socbridge_secrets::SecretFields;
 use socbridge_store::{
-    CORRELATION_PREFIX, OutboxItem, OutboxKind, StoreError, TARGET_SERVICENOW, TARGET_VENDOR,
-    TicketLink, TicketRecord,
+    CORRELATION_PREFIX, OutboxItem, OutboxKind, StoreError, TARGET_SERVICENOW, TicketLink,
+    TicketRecord,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -426,6 +426,9 @@ impl Engine {
         if item.kind == OutboxKind::Writeback {
             return self.vendor_writeback(item).await;
         }
+        if matches!(item.kind, OutboxKind::Contain | OutboxKind::Release) {
+            return self.containment_item(item).await;
+        }
         let link = link.ok_or_else(|| {
             WorkError::Permanent("ticketing is not configured (no [servicenow] section)".into())
         })?;
@@ -801,17 +804,17 @@ impl Engine {
     }
 
     /// Runs the outbox until nothing is due, waiting for retries up to `deadline`. Returns
-    /// the pending count left. Without ticketing configured only vendor write-backs are
-    /// waited for (ticket work stays queued for when it is).
+    /// the pending count left. Without ticketing configured, ticket work is not waited for (it
+    /// stays queued for when it is).
     pub async fn drain_outbox(&self, deadline: Duration) -> Result<i64, EngineError> {
         let until = std::time::Instant::now() + deadline;
-        let target = match self.link().await? {
+        let without = match self.link().await? {
             Some(_) => None,
-            None => Some(TARGET_VENDOR),
+            None => Some(TARGET_SERVICENOW),
         };
         loop {
             let pass = self.process_outbox().await?;
-            let stats = self.inner.store.outbox_stats_of(target).await?;
+            let stats = self.inner.store.outbox_stats_without(without).await?;
             if stats.pending == 0 || std::time::Instant::now() >= until {
                 return Ok(stats.pending);
             }

@@ -75,9 +75,24 @@ pub struct TicketView {
 /// A containment or write-back action and where it stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionView {
+    pub id: i64,
+    /// `isolate` or `move`.
     pub kind: String,
+    /// `planned`, `applied`, `failed`, `reverted` or `skipped`.
     pub state: String,
+    /// The endpoint: Secure Endpoint's connector GUID.
     pub target: String,
+    /// The endpoint's hostname.
+    pub target_label: Option<String>,
+    /// The triage group of a move.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Why it is in its state (a refusal, a deny pattern, dry run...).
+    pub reason: Option<String>,
+    /// Asked for by an analyst rather than the tenant's policy.
+    pub manual: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 /// One incident, as listed.

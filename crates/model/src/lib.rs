@@ -5,6 +5,7 @@
 //! [`Timestamp::now`], which callers may avoid in pure code). Every other crate speaks these
 //! types; vendor wire types never leave their connector module.
 
+pub mod containment;
 pub mod correlation;
 pub mod finding;
 pub mod incident;
@@ -13,6 +14,9 @@ pub mod source;
 pub mod tenant;
 pub mod time;
 
+pub use containment::{
+    ActionKind, ActionState, ContainmentPolicy, Decision, PolicyAction, PolicyError,
+};
 pub use correlation::{CorrelationRule, GroupBy, correlation_key, incident_title, rule_for};
 pub use finding::{
     Finding, Observable, ObservableKind, Quarantined, Subject, normalise_observables,

@@ -231,6 +231,8 @@ pub enum TenantCommand {
     Show { name: String },
     /// Remove a tenant and everything it owns (sources, findings, incidents).
     Remove { name: String },
+    /// Show the tenant's containment policy, or set it with the flags.
+    Policy(PolicyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -335,6 +337,57 @@ pub enum IncidentsCommand {
     Get { id: i64 },
     /// Change status, resolution, assignee, or add a comment.
     Update(UpdateArgs),
+    /// Contain the incident's computer now (the tenant's deny patterns and dry run apply).
+    Contain(ContainArgs),
+    /// Undo the incident's containment now (stop isolation, move the computer back).
+    Release { id: i64 },
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    pub name: String,
+    /// No containment.
+    #[arg(long, conflicts_with_all = ["isolate", "move_to"])]
+    pub none: bool,
+    /// Isolate the computer of each qualifying incident.
+    #[arg(long, conflicts_with = "move_to")]
+    pub isolate: bool,
+    /// Move the computer of each qualifying incident to this Secure Endpoint group.
+    #[arg(long, value_name = "GROUP")]
+    pub move_to: Option<String>,
+    /// Act on incidents at least this severe (default high).
+    #[arg(long)]
+    pub min_severity: Option<String>,
+    /// Act on incidents with findings of these sources (default secure_endpoint).
+    #[arg(long, value_delimiter = ',')]
+    pub sources: Vec<String>,
+    /// Act only on hosts matching this regular expression.
+    #[arg(long, value_name = "REGEX")]
+    pub allow_hosts: Option<String>,
+    /// Never act on hosts matching this regular expression (e.g. `^SRV-`).
+    #[arg(long, value_name = "REGEX")]
+    pub deny_hosts: Option<String>,
+    /// Leave the containment in place when the incident closes.
+    #[arg(long)]
+    pub no_revert_on_close: bool,
+    /// Apply again when a closed incident is reopened.
+    #[arg(long)]
+    pub reapply_on_reopen: bool,
+    /// Record what would be done; do nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false, id = "how")]
+pub struct ContainArgs {
+    pub id: i64,
+    /// Isolate the computer (Secure Endpoint isolation).
+    #[arg(long, group = "how")]
+    pub isolate: bool,
+    /// Move the computer to this Secure Endpoint group.
+    #[arg(long, value_name = "GROUP", group = "how")]
+    pub move_to: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -25,7 +25,10 @@ pub async fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
 
 async fn dispatch(cli: &Cli, store: socbridge_store::Store) -> anyhow::Result<ExitCode> {
     match &cli.command {
-        Command::Incidents(cmd) => incidents::run(cli, &store, cmd).await,
+        Command::Incidents(cmd) => {
+            let engine = Engine::new(store.clone(), master_key(cli)?, EngineOptions::default());
+            incidents::run(cli, &engine, cmd).await
+        }
         Command::Outbox(cmd) => outbox(cli, &store, cmd).await,
         Command::Vendor(cmd) => {
             let engine = engine_with_config(cli, store).await?;
@@ -369,6 +372,112 @@ async fn tenant(
                 println!("tenant `{name}` removed with its sources, findings and incidents");
             }
         }
+        TenantCommand::Policy(args) => return policy(cli, store, args).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tenant policy NAME [flags]`: shows the containment policy, or sets it from the flags.
+async fn policy(
+    cli: &Cli,
+    store: &socbridge_store::Store,
+    args: &crate::cli::PolicyArgs,
+) -> anyhow::Result<ExitCode> {
+    use socbridge_model::{ContainmentPolicy, PolicyAction, Severity};
+    if store.get_tenant(&args.name).await?.is_none() {
+        return Err(bad_input(format!("no tenant named `{}`", args.name)));
+    }
+    let action = if args.none {
+        Some(PolicyAction::None)
+    } else if args.isolate {
+        Some(PolicyAction::Isolate)
+    } else if args.move_to.is_some() {
+        Some(PolicyAction::MoveToGroup)
+    } else {
+        None
+    };
+    let shaping = args.min_severity.is_some()
+        || !args.sources.is_empty()
+        || args.allow_hosts.is_some()
+        || args.deny_hosts.is_some()
+        || args.no_revert_on_close
+        || args.reapply_on_reopen
+        || args.dry_run;
+    let policy = match action {
+        None if shaping => {
+            return Err(bad_input(
+                "say what the policy does: --isolate, --move-to GROUP or --none",
+            ));
+        }
+        None => store.containment_policy(&args.name).await?,
+        Some(PolicyAction::None) => {
+            store.set_containment_policy(&args.name, None).await?;
+            None
+        }
+        Some(action) => {
+            let min_severity = match &args.min_severity {
+                None => Severity::High,
+                Some(s) => s
+                    .parse::<Severity>()
+                    .map_err(|e| bad_input(format!("--min-severity: {e}")))?,
+            };
+            let sources = if args.sources.is_empty() {
+                vec![SourceKind::SecureEndpoint]
+            } else {
+                args.sources
+                    .iter()
+                    .map(|s| {
+                        s.parse::<SourceKind>()
+                            .map_err(|e| bad_input(format!("--sources: {e}")))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?
+            };
+            let p = ContainmentPolicy {
+                action,
+                group: args.move_to.clone(),
+                min_severity,
+                sources,
+                allow_hosts: args.allow_hosts.clone(),
+                deny_hosts: args.deny_hosts.clone(),
+                revert_on_close: !args.no_revert_on_close,
+                reapply_on_reopen: args.reapply_on_reopen,
+                dry_run: args.dry_run,
+            };
+            p.validate().map_err(|e| bad_input(e.to_string()))?;
+            store.set_containment_policy(&args.name, Some(&p)).await?;
+            Some(p)
+        }
+    };
+    match cli.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&policy)?),
+        Output::Table => match &policy {
+            None => println!("tenant `{}`: no containment", args.name),
+            Some(p) => {
+                let what = match p.group() {
+                    Some(g) => format!("move to group `{g}`"),
+                    None => "isolate".to_string(),
+                };
+                let sources: Vec<&str> = p.sources.iter().map(|s| s.as_str()).collect();
+                println!(
+                    "tenant `{}`: {what}{} for incidents of severity {} or more from {}",
+                    args.name,
+                    if p.dry_run { " (dry run)" } else { "" },
+                    p.min_severity,
+                    sources.join(", ")
+                );
+                if let Some(d) = &p.deny_hosts {
+                    println!("  never on hosts matching {d}");
+                }
+                if let Some(a) = &p.allow_hosts {
+                    println!("  only on hosts matching {a}");
+                }
+                println!(
+                    "  revert on close: {}; re-apply on reopen: {}",
+                    if p.revert_on_close { "yes" } else { "no" },
+                    if p.reapply_on_reopen { "yes" } else { "no" }
+                );
+            }
+        },
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,16 +1,18 @@
-//! `socbridge incidents list|get|update`.
+//! `socbridge incidents list|get|update|contain|release`.
 
 use crate::bad_input;
 use crate::cli::{Cli, IncidentsCommand, ListArgs, Output, UpdateArgs};
 use crate::commands::table;
+use socbridge_engine::Engine;
 use socbridge_model::{
     IncidentDetail, IncidentFilter, IncidentStatus, IncidentUpdate, IncidentView, Severity,
     Timestamp,
 };
-use socbridge_store::Store;
+use socbridge_store::ManualAction;
 use std::process::ExitCode;
 
-pub async fn run(cli: &Cli, store: &Store, cmd: &IncidentsCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(cli: &Cli, engine: &Engine, cmd: &IncidentsCommand) -> anyhow::Result<ExitCode> {
+    let store = engine.store();
     match cmd {
         IncidentsCommand::List(args) => {
             let filter = filter_from_args(args, Timestamp::now())?;
@@ -27,16 +29,39 @@ pub async fn run(cli: &Cli, store: &Store, cmd: &IncidentsCommand) -> anyhow::Re
                 .ok_or_else(|| bad_input(format!("no incident with id {id}")))?;
             // The ticket's sync history: every piece of ticket work and where it stands.
             let work = store.outbox_of_incident(*id).await?;
+            // Unlock codes of isolations: the CLI holds the master key, so it is an admin.
+            let mut codes = std::collections::BTreeMap::new();
+            for a in detail
+                .incident
+                .actions
+                .iter()
+                .filter(|a| a.kind == "isolate")
+            {
+                if let Some(code) = engine.unlock_code(a.id).await? {
+                    codes.insert(a.id, code);
+                }
+            }
             match cli.output {
                 Output::Json => {
                     let mut v = serde_json::to_value(&detail)?;
+                    if let Some(actions) = v
+                        .pointer_mut("/incident/actions")
+                        .and_then(|a| a.as_array_mut())
+                    {
+                        for a in actions {
+                            let code = a["id"].as_i64().and_then(|id| codes.get(&id));
+                            if let (Some(code), Some(obj)) = (code, a.as_object_mut()) {
+                                obj.insert("unlock_code".into(), code.clone().into());
+                            }
+                        }
+                    }
                     if let Some(obj) = v.as_object_mut() {
                         obj.insert("ticket_work".into(), serde_json::to_value(&work)?);
                     }
                     println!("{}", serde_json::to_string_pretty(&v)?);
                 }
                 Output::Table => {
-                    print_detail(&detail);
+                    print_detail(&detail, &codes);
                     print_ticket_work(&work);
                 }
             }
@@ -59,8 +84,56 @@ pub async fn run(cli: &Cli, store: &Store, cmd: &IncidentsCommand) -> anyhow::Re
                 ),
             }
         }
+        IncidentsCommand::Contain(args) => {
+            let what = match &args.move_to {
+                Some(g) if g.trim().is_empty() => {
+                    return Err(bad_input("--move-to needs a group name"));
+                }
+                Some(g) => ManualAction::MoveTo(g.trim().to_string()),
+                None => ManualAction::Isolate,
+            };
+            let action = store
+                .contain_incident(args.id, None, &what, &actor())
+                .await
+                .map_err(conflict_is_bad_input)?
+                .ok_or_else(|| bad_input(format!("no incident with id {}", args.id)))?;
+            match cli.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&action)?),
+                Output::Table => println!(
+                    "incident {}: {} {} is {}{}; `socbridge serve` carries it out",
+                    args.id,
+                    action.kind,
+                    action.target_label.as_deref().unwrap_or(&action.target),
+                    action.state,
+                    action
+                        .reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                ),
+            }
+        }
+        IncidentsCommand::Release { id } => {
+            let n = store
+                .release_incident(*id, None, &actor())
+                .await?
+                .ok_or_else(|| bad_input(format!("no incident with id {id}")))?;
+            match cli.output {
+                Output::Json => println!("{}", serde_json::json!({"incident": id, "releases": n})),
+                Output::Table => println!(
+                    "incident {id}: {n} action(s) to undo queued; `socbridge serve` carries them out"
+                ),
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn conflict_is_bad_input(e: socbridge_store::StoreError) -> anyhow::Error {
+    match e {
+        socbridge_store::StoreError::Conflict { detail } => bad_input(detail),
+        other => other.into(),
+    }
 }
 
 /// Builds the list filter from the flags; every bad value is named.
@@ -189,7 +262,7 @@ fn print_ticket_work(work: &[socbridge_store::OutboxItem]) {
     println!("{t}");
 }
 
-fn print_detail(d: &IncidentDetail) {
+fn print_detail(d: &IncidentDetail, codes: &std::collections::BTreeMap<i64, String>) {
     let i = &d.incident;
     println!("incident {}  [{}]  {}", i.id, i.tenant, i.title);
     println!("severity: {}   status: {}", i.severity, i.status);
@@ -216,10 +289,23 @@ fn print_detail(d: &IncidentDetail) {
         None => println!("ticket: none"),
     }
     if !i.actions.is_empty() {
-        println!("actions:");
+        println!("\ncontainment:");
+        let mut t = table(&["ACTION", "KIND", "HOST", "STATE", "REASON", "UNLOCK CODE"]);
         for a in &i.actions {
-            println!("  {} {} -> {}", a.kind, a.target, a.state);
+            let kind = match &a.group {
+                Some(g) => format!("{} to {g}", a.kind),
+                None => a.kind.clone(),
+            };
+            t.add_row(vec![
+                a.id.to_string(),
+                kind,
+                a.target_label.clone().unwrap_or_else(|| a.target.clone()),
+                a.state.clone(),
+                a.reason.clone().unwrap_or_default(),
+                codes.get(&a.id).cloned().unwrap_or_default(),
+            ]);
         }
+        println!("{t}");
     }
     println!("\nobservables:");
     let mut t = table(&["TYPE", "VALUE"]);

@@ -33,34 +33,34 @@ const VIEW_SELECT: &str = "SELECT i.id, t.name AS tenant, i.title, i.severity, i
    FROM incidents i JOIN tenants t ON t.id = i.tenant_id";
 
 /// A value bound to a statement built at run time.
-enum Arg {
+pub(crate) enum Arg {
     Int(i64),
     Text(String),
 }
 
 /// A statement built at run time with its `$N` placeholders numbered as values are added.
 #[derive(Default)]
-struct Sql {
-    text: String,
+pub(crate) struct Sql {
+    pub(crate) text: String,
     args: Vec<Arg>,
 }
 
 impl Sql {
     /// Adds a value and returns its placeholder.
-    fn arg(&mut self, arg: Arg) -> String {
+    pub(crate) fn arg(&mut self, arg: Arg) -> String {
         self.args.push(arg);
         format!("${}", self.args.len())
     }
 
     /// `$a, $b, ...` for a list of values.
-    fn list(&mut self, args: impl IntoIterator<Item = Arg>) -> String {
+    pub(crate) fn list(&mut self, args: impl IntoIterator<Item = Arg>) -> String {
         args.into_iter()
             .map(|a| self.arg(a))
             .collect::<Vec<_>>()
             .join(", ")
     }
 
-    async fn fetch_all(
+    pub(crate) async fn fetch_all(
         &self,
         conn: &mut AnyConnection,
         op: &'static str,
@@ -191,6 +191,7 @@ async fn fill_views(
                 views[i].ticket = Some(ticket);
             }
         }
+        crate::containment::fill_actions(conn, chunk, &index, views).await?;
     }
     for v in views.iter_mut() {
         v.observables.sort();
@@ -536,6 +537,17 @@ impl Store {
                 for (kind, payload) in work {
                     enqueue(conn, cur.tenant_id, &cur.tenant, id, kind, payload, now).await?;
                 }
+            }
+            if status.is_open() != cur.status.is_open() {
+                crate::containment::on_status_change(
+                    conn,
+                    cur.tenant_id,
+                    id,
+                    cur.status.is_open(),
+                    status.is_open(),
+                    now,
+                )
+                .await?;
             }
             if origin.mirrors_to_vendor() && has_vendor_workflow(conn, id).await? {
                 let payload = serde_json::json!({

@@ -6,15 +6,16 @@
 //! a row only for a finding (or quarantined record) not stored before, so a page read twice,
 //! an overlap window or two pollers racing can never store anything twice.
 
+use crate::containment::{Candidate, plan_for_ingest};
 use crate::error::ResultExt as _;
 use crate::tickets::{OutboxKind, enqueue, ticketing_enabled};
 use crate::{Backend, IngestBatch, IngestOutcome, Store, StoreError};
 use sha2::{Digest as _, Sha256};
 use socbridge_model::{
-    Finding, GroupBy, Observable, Severity, Timestamp, correlation_key, incident_title,
+    Finding, GroupBy, Observable, Severity, SourceKind, Timestamp, correlation_key, incident_title,
 };
 use sqlx::AnyConnection;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
 
 /// How often an ingest is tried when PostgreSQL aborts it for a deadlock or a serialisation
@@ -77,6 +78,8 @@ impl Store {
         let mut created = HashSet::new();
         let mut touched = HashSet::new();
         let mut newest: Option<Timestamp> = None;
+        // Computers put into incidents by this batch, for the containment policy.
+        let mut candidates: BTreeMap<i64, Candidate> = BTreeMap::new();
 
         for (i, finding) in batch.findings.iter().enumerate() {
             if batch.max_new.is_some_and(|cap| out.new_findings >= cap) {
@@ -100,6 +103,18 @@ impl Store {
             let incident = self
                 .correlate(conn, source.tenant_id, finding_id, finding, now)
                 .await?;
+            if let Some(subject) = finding.subject.as_ref().filter(|s| {
+                finding.source_kind == SourceKind::SecureEndpoint && s.kind == "computer"
+            }) {
+                candidates.insert(
+                    incident.id,
+                    Candidate {
+                        incident_id: incident.id,
+                        computer_guid: subject.id.clone(),
+                        hostname: subject.label.clone(),
+                    },
+                );
+            }
             if incident.created {
                 created.insert(incident.id);
             } else {
@@ -165,6 +180,15 @@ impl Store {
                 )
                 .await?;
             }
+        }
+        if !candidates.is_empty() {
+            let source_name: String = sqlx::query_scalar("SELECT name FROM sources WHERE id = $1")
+                .bind(source_id)
+                .fetch_one(&mut *conn)
+                .await
+                .op("reading the source of an ingest")?;
+            let candidates: Vec<Candidate> = candidates.into_values().collect();
+            plan_for_ingest(conn, source.tenant_id, &source_name, &candidates, now).await?;
         }
         w.commit("committing an ingest").await?;
 

@@ -16,6 +16,7 @@
 //! statement cannot be portable (row locks), the two versions sit side by side in a
 //! `match self.backend`.
 
+mod containment;
 mod counts;
 mod error;
 mod incidents;
@@ -25,13 +26,14 @@ mod sources;
 mod tenants;
 mod tickets;
 
+pub use containment::{ActionChange, ActionRecord, ManualAction};
 pub use error::StoreError;
 pub use records::{
     Counts, IngestBatch, IngestOutcome, NewSource, QuarantineRecord, SourceRecord, TenantRecord,
 };
 pub use tickets::{
-    CORRELATION_PREFIX, Origin, OutboxItem, OutboxKind, OutboxStats, TARGET_SERVICENOW,
-    TARGET_VENDOR, TicketLink, TicketRecord, TicketingRecord, correlation_id,
+    CORRELATION_PREFIX, Origin, OutboxItem, OutboxKind, OutboxStats, TARGET_CONTAINMENT,
+    TARGET_SERVICENOW, TARGET_VENDOR, TicketLink, TicketRecord, TicketingRecord, correlation_id,
 };
 
 use error::ResultExt as _;

@@ -71,6 +71,10 @@ pub enum OutboxKind {
     Reopen,
     /// Write the incident's state back to the vendor it came from (target `vendor`).
     Writeback,
+    /// Apply a containment action (target `containment`; payload `{"action": id}`).
+    Contain,
+    /// Revert a containment action.
+    Release,
 }
 
 impl OutboxKind {
@@ -82,6 +86,8 @@ impl OutboxKind {
             OutboxKind::Close => "close",
             OutboxKind::Reopen => "reopen",
             OutboxKind::Writeback => "writeback",
+            OutboxKind::Contain => "contain",
+            OutboxKind::Release => "release",
         }
     }
 
@@ -89,6 +95,7 @@ impl OutboxKind {
     pub fn target(self) -> &'static str {
         match self {
             OutboxKind::Writeback => TARGET_VENDOR,
+            OutboxKind::Contain | OutboxKind::Release => TARGET_CONTAINMENT,
             _ => TARGET_SERVICENOW,
         }
     }
@@ -101,6 +108,8 @@ impl OutboxKind {
             "close" => OutboxKind::Close,
             "reopen" => OutboxKind::Reopen,
             "writeback" => OutboxKind::Writeback,
+            "contain" => OutboxKind::Contain,
+            "release" => OutboxKind::Release,
             _ => return None,
         })
     }
@@ -165,6 +174,8 @@ impl Origin {
 pub const TARGET_SERVICENOW: &str = "servicenow";
 /// Outbox target of vendor write-backs (Symantec MSS UpdateIncidentWorkflow).
 pub const TARGET_VENDOR: &str = "vendor";
+/// Outbox target of containment actions (Secure Endpoint isolation and group moves).
+pub const TARGET_CONTAINMENT: &str = "containment";
 
 /// The ticket's correlation id for an incident: `socbridge:<tenant>:<incident id>`, at most
 /// 100 characters (a long tenant name is replaced by a hash of it). Stable: incident ids are
@@ -259,21 +270,7 @@ pub(crate) async fn enqueue(
             return Ok(());
         }
     }
-    sqlx::query(
-        "INSERT INTO outbox (tenant_id, incident_id, target, kind, payload, state, attempts,
-                             next_attempt_at, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)",
-    )
-    .bind(tenant_id)
-    .bind(incident_id)
-    .bind(kind.target())
-    .bind(kind.as_str())
-    .bind(payload.to_string())
-    .bind(now.as_micros())
-    .execute(&mut *conn)
-    .await
-    .op("adding to the outbox")?;
-    Ok(())
+    insert_outbox(conn, tenant_id, incident_id, kind, &payload, now).await
 }
 
 /// Does the incident hold findings of a source whose vendor has a workflow to write back to
@@ -319,14 +316,35 @@ async fn enqueue_writeback(
             return Ok(());
         }
     }
+    insert_outbox(
+        conn,
+        tenant_id,
+        incident_id,
+        OutboxKind::Writeback,
+        &payload,
+        now,
+    )
+    .await
+}
+
+/// Adds one pending outbox item for `kind`'s target, inside the caller's transaction.
+pub(crate) async fn insert_outbox(
+    conn: &mut AnyConnection,
+    tenant_id: i64,
+    incident_id: i64,
+    kind: OutboxKind,
+    payload: &serde_json::Value,
+    now: Timestamp,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO outbox (tenant_id, incident_id, target, kind, payload, state, attempts,
                              next_attempt_at, created_at, updated_at)
-         VALUES ($1, $2, $3, 'writeback', $4, 'pending', 0, $5, $5, $5)",
+         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)",
     )
     .bind(tenant_id)
     .bind(incident_id)
-    .bind(TARGET_VENDOR)
+    .bind(kind.target())
+    .bind(kind.as_str())
     .bind(payload.to_string())
     .bind(now.as_micros())
     .execute(&mut *conn)
@@ -638,14 +656,18 @@ impl Store {
 
     /// Depth and age of the outbox.
     pub async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
-        self.outbox_stats_of(None).await
+        self.outbox_stats_without(None).await
     }
 
-    /// Depth and age of the outbox for one target (`servicenow`, `vendor`), or all.
-    pub async fn outbox_stats_of(&self, target: Option<&str>) -> Result<OutboxStats, StoreError> {
+    /// Depth and age of the outbox without one target's items (`servicenow` while ticketing
+    /// is not configured), or of all.
+    pub async fn outbox_stats_without(
+        &self,
+        target: Option<&str>,
+    ) -> Result<OutboxStats, StoreError> {
         let rows: Vec<(String, i64, Option<i64>)> = sqlx::query_as(
             "SELECT state, COUNT(*), MIN(created_at) FROM outbox
-              WHERE $1 IS NULL OR target = $1
+              WHERE $1 IS NULL OR target <> $1
               GROUP BY state",
         )
         .bind(target)
