@@ -44,9 +44,7 @@ pub async fn run(cli: &Cli, engine: &Engine, cmd: &IncidentsCommand) -> anyhow::
             match cli.output {
                 Output::Json => {
                     let mut v = serde_json::to_value(&detail)?;
-                    if let Some(actions) = v
-                        .pointer_mut("/incident/actions")
-                        .and_then(|a| a.as_array_mut())
+                    if let Some(actions) = v.pointer_mut("/actions").and_then(|a| a.as_array_mut())
                     {
                         for a in actions {
                             let code = a["id"].as_i64().and_then(|id| codes.get(&id));

@@ -362,3 +362,149 @@ fn assert_one_ticket_each(sim: &socbridge_sim::SimHandle, incidents: &[serde_jso
     let doubled: Vec<_> = by_id.iter().filter(|(_, n)| **n > 1).collect();
     assert!(doubled.is_empty(), "tickets created twice: {doubled:?}");
 }
+
+/// Containment under SIGKILL: the tenant isolates every workstation of a qualifying incident
+/// (servers are denied by pattern); `serve` is killed at random while it isolates, under
+/// dropped answers, and again while it stops the isolations after analysts close the
+/// incidents. The emulator's counters: each isolation started once and stopped once, and no
+/// computer is left isolated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_containing_applies_and_reverts_each_isolation_once() {
+    let sim = start_sim(1, 71, 80).await;
+    let tenant = sim.endpoints().tenants[0].name.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&sim, dir.path());
+    let text = std::fs::read_to_string(&config).unwrap();
+    let with_policy = text.replacen(
+        &format!("name = \"{tenant}\"\n"),
+        &format!(
+            "name = \"{tenant}\"\ncontainment = {{ action = \"isolate\", min_severity = \"informational\", deny_hosts = \"^SRV-\" }}\n"
+        ),
+        1,
+    );
+    assert_ne!(text, with_policy);
+    std::fs::write(&config, with_policy).unwrap();
+    let data = dir.path().join("data");
+    sim.set_faults(Faults {
+        rate_drop: 0.1,
+        ..Faults::default()
+    });
+
+    let seed: u64 = std::env::var("SOCBRIDGE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("kill schedule seed: {seed} (set SOCBRIDGE_TEST_SEED to replay)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+
+    let kills = kill_serve_repeatedly(&data, &config, &mut rng, KILLS / 2).await;
+    settle(&data, &config).await;
+    let incidents = list_incidents(&data).await;
+    let isolated: BTreeSet<String> = incidents
+        .iter()
+        .flat_map(|i| i["actions"].as_array().cloned().unwrap_or_default())
+        .filter(|a| a["state"] == "applied")
+        .map(|a| a["target_label"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!isolated.is_empty());
+    assert!(
+        isolated.iter().all(|h| h.starts_with("WIN-")),
+        "{isolated:?}"
+    );
+    let c = &sim.counters().secure_endpoint.tenants[&tenant];
+    assert_eq!(
+        c.isolation_start,
+        isolated.len() as u64,
+        "each isolation started once"
+    );
+
+    // The policy is visible, and an isolated incident shows its unlock code to the CLI.
+    let mut cmd = socbridge(&data);
+    cmd.args(["tenant", "policy", &tenant]);
+    let out = run(cmd).await;
+    assert!(stdout(&out).contains("isolate"), "{}", describe(&out));
+    let with_action = incidents
+        .iter()
+        .find(|i| {
+            i["actions"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|a| a["state"] == "applied"))
+        })
+        .unwrap();
+    let mut cmd = socbridge(&data);
+    cmd.args([
+        "--output",
+        "json",
+        "incidents",
+        "get",
+        &with_action["id"].to_string(),
+    ]);
+    let detail = json(&run(cmd).await);
+    let code = detail["actions"][0]["unlock_code"].as_str().unwrap_or("");
+    assert_eq!(code.len(), 12, "{detail}");
+
+    for i in &incidents {
+        let mut cmd = socbridge(&data);
+        cmd.args([
+            "incidents",
+            "update",
+            &i["id"].to_string(),
+            "--status",
+            "resolved",
+        ]);
+        let out = run(cmd).await;
+        assert!(out.status.success(), "{}", describe(&out));
+    }
+    let kills2 = kill_serve_repeatedly(&data, &config, &mut rng, KILLS / 2).await;
+    settle(&data, &config).await;
+    let c = &sim.counters().secure_endpoint.tenants[&tenant];
+    assert_eq!(
+        (c.isolation_start, c.isolation_stop),
+        (isolated.len() as u64, isolated.len() as u64),
+        "started once and stopped once each"
+    );
+    let reverted = list_incidents(&data)
+        .await
+        .iter()
+        .flat_map(|i| i["actions"].as_array().cloned().unwrap_or_default())
+        .filter(|a| a["state"] == "reverted")
+        .count();
+    assert_eq!(reverted, isolated.len());
+    // The vendor's view, read without faults: nothing left isolated.
+    sim.set_faults(Faults::default());
+    let ep = sim.endpoints();
+    let creds = ep.tenants[0].secure_endpoint.clone().unwrap();
+    let http = reqwest::Client::new();
+    let computers: serde_json::Value = http
+        .get(format!("{}/v1/computers", ep.secure_endpoint))
+        .basic_auth(&creds.client_id, Some(&creds.api_key))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for c in computers["data"].as_array().unwrap() {
+        let guid = c["connector_guid"].as_str().unwrap();
+        let iso: serde_json::Value = http
+            .get(format!(
+                "{}/v1/computers/{guid}/isolation",
+                ep.secure_endpoint
+            ))
+            .basic_auth(&creds.client_id, Some(&creds.api_key))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(iso["data"]["status"], "not_isolated", "{}", c["hostname"]);
+    }
+    eprintln!(
+        "{} SIGKILLs; {} isolations started and stopped once each; {} dropped answers",
+        kills + kills2,
+        isolated.len(),
+        sim.counters().secure_endpoint.faults.drop
+    );
+    sim.shutdown().await;
+}
