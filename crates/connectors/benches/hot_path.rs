@@ -1,10 +1,11 @@
 //! The hot paths without I/O: parse a page answer, map every record to a finding (Secure
-//! Endpoint events, Symantec MSS incidents). Prints records per second; run with
+//! Endpoint events, Symantec MSS incidents, Umbrella activity). Prints records per second; run with
 //! `cargo bench -p socbridge-connectors`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use socbridge_connectors::secure_endpoint::{map_page, parse_events_page};
 use socbridge_connectors::symantec_mss::{map_list, parse_incident_get_list, summary_change_time};
+use socbridge_connectors::umbrella::{map_page as umbrella_map_page, parse_activity_page};
 use socbridge_model::correlation_key;
 use std::hint::black_box;
 
@@ -114,5 +115,50 @@ fn symantec_mss(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, hot_path, symantec_mss);
+/// A 5,000-record activity answer (the practical maximum of `limit`): the recorded XSOAR
+/// pages repeated with distinct timestamps, every fourth record a blocked Command and Control
+/// lookup.
+fn umbrella_page_body() -> Vec<u8> {
+    let path = std::env::var_os("SOCBRIDGE_FIXTURES")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+        })
+        .join("umbrella/xsoar/page_1_paze_size_5.json");
+    let text = std::fs::read_to_string(&path).expect("fixture page_1_paze_size_5.json");
+    let page: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let base: Vec<serde_json::Value> = page["data"].as_array().expect("data").clone();
+    let records: Vec<serde_json::Value> = (0..5000u64)
+        .map(|i| {
+            let mut r = base[i as usize % base.len()].clone();
+            r["timestamp"] = serde_json::json!(1_662_749_721_000u64 + i * 250);
+            if i % 4 == 0 {
+                r["verdict"] = serde_json::json!("blocked");
+                r["categories"] = serde_json::json!([{"id": 65, "type": "security",
+                    "label": "Command and Control", "integration": false, "deprecated": false}]);
+            }
+            r
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({"meta": {}, "data": records})).expect("serialise")
+}
+
+fn umbrella(c: &mut Criterion) {
+    let body = umbrella_page_body();
+    let mut g = c.benchmark_group("umbrella");
+    g.throughput(Throughput::Elements(5000));
+    g.bench_function("parse_map_correlate_page_5000", |b| {
+        b.iter(|| {
+            let records = parse_activity_page(black_box(&body)).expect("page");
+            let (findings, _) = umbrella_map_page("2001234", &records);
+            for f in &findings {
+                black_box(correlation_key(f));
+            }
+            findings.len()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, hot_path, symantec_mss, umbrella);
 criterion_main!(benches);

@@ -314,14 +314,26 @@ fn observed_at(rec: &Map<String, Value>) -> Result<(Timestamp, i64), MapError> {
 pub fn canonical_key(org_id: &str, raw: &str) -> Result<String, MapError> {
     let rec = parse_object(raw)?;
     let (_, ms) = observed_at(&rec)?;
-    Ok(canonical_key_of(org_id, &rec, ms))
+    Ok(canonical_key_of(
+        org_id,
+        &rec,
+        ms,
+        &identities(&rec),
+        &categories(&rec),
+    ))
 }
 
-fn canonical_key_of(org_id: &str, rec: &Map<String, Value>, ms: i64) -> String {
-    let mut ids: Vec<String> = identities(rec).iter().filter_map(Identity::key).collect();
+fn canonical_key_of(
+    org_id: &str,
+    rec: &Map<String, Value>,
+    ms: i64,
+    idents: &[Identity<'_>],
+    categories: &[Category<'_>],
+) -> String {
+    let mut ids: Vec<String> = idents.iter().filter_map(Identity::key).collect();
     ids.sort();
     ids.dedup();
-    let mut cats: Vec<u32> = categories(rec).iter().filter_map(|c| c.id).collect();
+    let mut cats: Vec<u32> = categories.iter().filter_map(|c| c.id).collect();
     cats.sort_unstable();
     cats.dedup();
     let destination = ["url", "domain", "destinationip"]
@@ -487,7 +499,9 @@ pub fn map_record(org_id: &str, raw: &str) -> Result<Finding, MapError> {
 
     Ok(Finding {
         source_kind: SourceKind::Umbrella,
-        vendor_key: hex::encode(Sha256::digest(canonical_key_of(org, &rec, ms).as_bytes())),
+        vendor_key: hex::encode(Sha256::digest(
+            canonical_key_of(org, &rec, ms, &idents, &cats).as_bytes(),
+        )),
         observed_at,
         severity: severity_of(&verdict, &cats),
         title,
