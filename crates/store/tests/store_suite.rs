@@ -163,6 +163,7 @@ both_backends!(
     two_sources_feeding_the_same_incidents_at_once,
     ticket_work_is_enqueued_with_the_change_and_can_be_failed_and_retried,
     vendor_writeback_follows_local_and_ticket_changes_of_vendor_incidents,
+    containment_is_planned_with_the_incident_and_released_on_close,
 );
 
 async fn ticket_work_is_enqueued_with_the_change_and_can_be_failed_and_retried(db: &TestDb) {
@@ -317,6 +318,174 @@ async fn vendor_writeback_follows_local_and_ticket_changes_of_vendor_incidents(d
             (TARGET_VENDOR, OutboxKind::Writeback)
         ],
         "one item per incident and target, each target in its own order"
+    );
+}
+
+async fn containment_is_planned_with_the_incident_and_released_on_close(db: &TestDb) {
+    use socbridge_model::{ContainmentPolicy, PolicyAction};
+    use socbridge_store::{ActionChange, ManualAction, OutboxKind};
+    let store = db.open().await;
+    let amp = tenant_with_source(&store, "acme", "amp", SourceKind::SecureEndpoint).await;
+    let mss = tenant_with_source(&store, "acme", "mss", SourceKind::SymantecMss).await;
+    let policy = ContainmentPolicy {
+        action: PolicyAction::Isolate,
+        deny_hosts: Some("^SRV-".into()),
+        ..ContainmentPolicy::default()
+    };
+    assert!(
+        store
+            .set_containment_policy("acme", Some(&policy))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.containment_policy("acme").await.unwrap(),
+        Some(policy)
+    );
+
+    // A high incident on a workstation is planned; a server is skipped by the deny pattern;
+    // a medium one is not covered (nothing recorded).
+    ingest(
+        &store,
+        &amp,
+        vec![
+            endpoint_finding("e1", "WIN-1", 1, Severity::High, "10.0.0.1"),
+            endpoint_finding("e2", "SRV-1", 2, Severity::Critical, "10.0.0.2"),
+            endpoint_finding("e3", "WIN-2", 3, Severity::Medium, "10.0.0.3"),
+        ],
+    )
+    .await;
+    // Read twice: still one action each.
+    ingest(
+        &store,
+        &amp,
+        vec![endpoint_finding(
+            "e4",
+            "WIN-1",
+            4,
+            Severity::High,
+            "10.0.0.1",
+        )],
+    )
+    .await;
+    let incidents = all_incidents(&store).await;
+    let by_host = |h: &str| {
+        incidents
+            .iter()
+            .find(|i| i.title.ends_with(h))
+            .unwrap_or_else(|| panic!("an incident on {h}"))
+            .clone()
+    };
+    let win = by_host("WIN-1");
+    assert_eq!(win.actions.len(), 1);
+    assert_eq!(
+        (win.actions[0].kind.as_str(), win.actions[0].state.as_str()),
+        ("isolate", "planned")
+    );
+    assert_eq!(win.actions[0].target, "guid-WIN-1");
+    let srv = by_host("SRV-1");
+    assert_eq!(srv.actions[0].state, "skipped");
+    assert!(srv.actions[0].reason.as_deref().unwrap().contains("^SRV-"));
+    assert!(by_host("WIN-2").actions.is_empty());
+    let due = store.due_outbox(Timestamp::now(), 100).await.unwrap();
+    assert_eq!(
+        due.iter().filter(|i| i.kind == OutboxKind::Contain).count(),
+        1
+    );
+    let contain = due.iter().find(|i| i.kind == OutboxKind::Contain).unwrap();
+    assert_eq!(contain.target, socbridge_store::TARGET_CONTAINMENT);
+    store.outbox_done(contain.id).await.unwrap();
+
+    // The worker applies it; closing the incident queues its release, once.
+    let id = win.actions[0].id;
+    store
+        .update_action(
+            id,
+            &ActionChange {
+                state: Some(socbridge_model::ActionState::Applied),
+                reason: Some("isolated".into()),
+                unlock_code: Some(vec![1, 2, 3]),
+                ..ActionChange::default()
+            },
+        )
+        .await
+        .unwrap();
+    let rec = store.action(id).await.unwrap().unwrap();
+    assert_eq!(rec.unlock_code.as_deref(), Some(&[1u8, 2, 3][..]));
+    store
+        .update_incident(win.id, None, &update(Some(IncidentStatus::Resolved)))
+        .await
+        .unwrap()
+        .unwrap();
+    let due = store.due_outbox(Timestamp::now(), 100).await.unwrap();
+    let releases: Vec<_> = due
+        .iter()
+        .filter(|i| i.kind == OutboxKind::Release)
+        .collect();
+    assert_eq!(releases.len(), 1);
+    assert_eq!(releases[0].payload["action"], json!(id));
+    let detail = store.get_incident(win.id, None).await.unwrap().unwrap();
+    assert!(
+        detail
+            .timeline
+            .iter()
+            .any(|e| e.kind == "containment" && e.detail.contains("planned -> applied")),
+        "{:?}",
+        detail.timeline
+    );
+
+    // By hand: the server is refused by the deny pattern; a vendor incident has no computer;
+    // another tenant's incident is out of scope.
+    let refused = store
+        .contain_incident(
+            srv.id,
+            None,
+            &ManualAction::MoveTo("Triage".into()),
+            "cli:bob",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(refused.state, "skipped");
+    ingest(
+        &store,
+        &mss,
+        vec![mss_finding("9:v1", "9", 5, Severity::High)],
+    )
+    .await;
+    let vendor = all_incidents(&store)
+        .await
+        .into_iter()
+        .find(|i| i.sources.contains(&SourceKind::SymantecMss))
+        .unwrap();
+    let err = store
+        .contain_incident(vendor.id, None, &ManualAction::Isolate, "cli:bob")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("Secure Endpoint computer"),
+        "{err}"
+    );
+    let other = vec!["globex".to_string()];
+    assert!(
+        store
+            .contain_incident(srv.id, Some(&other), &ManualAction::Isolate, "cli:bob")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let manual = store
+        .contain_incident(by_host("WIN-2").id, None, &ManualAction::Isolate, "cli:bob")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((manual.state.as_str(), manual.manual), ("planned", true));
+    assert_eq!(
+        store
+            .release_incident(by_host("WIN-2").id, None, "cli:bob")
+            .await
+            .unwrap(),
+        Some(1)
     );
 }
 
