@@ -211,7 +211,7 @@ fn the_derived_key_is_stable_and_discriminating() {
     // The canonical form is the documented one.
     assert_eq!(
         canonical_key(ORG, BLOCKED).expect("canonical"),
-        r#"["umbrella-activity/v1","2001234","dns","1662978435000","11,589064228","c2.evil.example","65,67","A","blocked","","","","",""]"#
+        r#"["umbrella-activity/v1","2001234","dns","1662978435000","11,589064228","c2.evil.example","65,67","A","blocked","","","","","",""]"#
     );
 
     // A change of any key member gives another key.
@@ -265,6 +265,20 @@ fn the_derived_key_is_stable_and_discriminating() {
     let a = vendor_key(ORG, &no_ids).expect("key");
     let b = vendor_key(ORG, &no_ids.replace("DESKTOP-IIQVPJ7", "LAPTOP-2")).expect("key");
     assert_ne!(a, b);
+    // Firewall records are told apart by their addresses and ports.
+    let fw = r#"{"type":"firewall","timestamp":1662978435123,"verdict":"blocked","sourceip":"10.0.0.12","sourceport":50123,"destinationip":"192.0.2.66","destinationport":443,"protocol":{"id":6,"label":"TCP"},"categories":[{"id":67}],"identities":[{"id":77,"type":{"type":"network"},"label":"HQ"}]}"#;
+    let fw_keys: HashSet<String> = [
+        fw.to_string(),
+        fw.replace("192.0.2.66", "192.0.2.67"),
+        fw.replace("50123", "50124"),
+        fw.replace(":443,", ":8443,"),
+        fw.replace("10.0.0.12", "10.0.0.13"),
+        fw.replace(r#""id":6,"#, r#""id":17,"#),
+    ]
+    .iter()
+    .map(|r| vendor_key(ORG, r).expect("key"))
+    .collect();
+    assert_eq!(fw_keys.len(), 6);
     // Members outside the key (returncode, threats, applications) do not change it.
     assert_eq!(
         vendor_key(

@@ -8,7 +8,8 @@
 //!
 //! ```text
 //! ["umbrella-activity/v1", org, type, timestamp_ms, identities, destination, categories,
-//!  querytype, verdict, sourceip, sourceport, destinationport, protocol, signature]
+//!  querytype, verdict, sourceip, sourceport, destinationip, destinationport, protocol,
+//!  signature]
 //! ```
 //!
 //! every member a string (`""` when the record lacks it):
@@ -20,11 +21,13 @@
 //!   to epoch milliseconds when `timestamp` is missing;
 //! * `identities`: every identity's `id` (or `label:<label>` when it has no id), sorted and
 //!   joined by `,`;
-//! * `destination`: `url`, else `domain`, else `destinationip`: what was reached;
+//! * `destination`: `url`, else `domain`: the name reached (empty for firewall, IP and
+//!   intrusion records, which are told apart by their addresses and ports below);
 //! * `categories`: the category ids, sorted, deduplicated, joined by `,`;
 //! * `querytype` (DNS: `A` and `AAAA` lookups of one name in the same second are two events),
-//!   `verdict`, `sourceip`, `sourceport`, `destinationport`, `protocol` (its `id` or `label`
-//!   when an object), `signature` (intrusion: `generatorid:id`), as the record gives them.
+//!   `verdict`, `sourceip`, `sourceport`, `destinationip`, `destinationport`, `protocol` (its
+//!   `id` or `label` when an object), `signature` (intrusion: `generatorid:id`), as the record
+//!   gives them.
 //!
 //! The key is the lowercase hex SHA-256 of that text. It depends only on member values, never
 //! on the order of the record's JSON members nor on the order of its `identities` and
@@ -336,7 +339,7 @@ fn canonical_key_of(
     let mut cats: Vec<u32> = categories.iter().filter_map(|c| c.id).collect();
     cats.sort_unstable();
     cats.dedup();
-    let destination = ["url", "domain", "destinationip"]
+    let destination = ["url", "domain"]
         .iter()
         .map(|m| scalar(rec.get(*m)))
         .find(|s| !s.is_empty())
@@ -347,7 +350,7 @@ fn canonical_key_of(
         }
         other => scalar(other),
     };
-    let members: [String; 14] = [
+    let members: [String; 15] = [
         KEY_TAG.to_string(),
         org_id.trim().to_string(),
         scalar(rec.get("type")),
@@ -362,6 +365,7 @@ fn canonical_key_of(
         scalar(rec.get("verdict")),
         scalar(rec.get("sourceip")),
         scalar(rec.get("sourceport")),
+        scalar(rec.get("destinationip")),
         scalar(rec.get("destinationport")),
         scalar(rec.get("protocol")),
         signature,
