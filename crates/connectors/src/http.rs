@@ -34,6 +34,9 @@ pub struct HttpOptions {
     pub max_rate_limit_wait: Duration,
     /// Rate-limit waits a single call sits through before giving up.
     pub max_rate_limit_waits: usize,
+    /// How long a 429 that names no wait is waited out (`None`: backed off like any transient
+    /// failure). Umbrella documents "about a second" for its per-org limit.
+    pub rate_limit_default_wait: Option<Duration>,
     pub user_agent: String,
 }
 
@@ -47,6 +50,7 @@ impl Default for HttpOptions {
             max_backoff: Duration::from_secs(30),
             max_rate_limit_wait: Duration::from_secs(120),
             max_rate_limit_waits: 5,
+            rate_limit_default_wait: None,
             user_agent: format!("socbridge/{}", env!("CARGO_PKG_VERSION")),
         }
     }
@@ -358,7 +362,7 @@ impl HttpStack {
                 detail,
             }))),
             429 => {
-                let wait = rate_limit_wait(&headers);
+                let wait = rate_limit_wait(&headers).or(self.opts.rate_limit_default_wait);
                 let err = with_parts(ConnectorError::RateLimited {
                     vendor,
                     wait: wait.unwrap_or(self.opts.max_backoff),

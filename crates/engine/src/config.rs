@@ -4,7 +4,9 @@
 //! Unknown keys are errors (a typo must not silently disable a source). Secrets are looked up
 //! in the process environment first, then in the optional `env_file` beside the config.
 
-use crate::settings::{PollSettings, SecureEndpointSettings, SourceSettings, SymantecMssSettings};
+use crate::settings::{
+    PollSettings, SecureEndpointSettings, SourceSettings, SymantecMssSettings, UmbrellaSettings,
+};
 use base64::Engine as _;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -46,6 +48,21 @@ struct FileConfig {
     #[serde(default)]
     tenants: Vec<FileTenant>,
     servicenow: Option<FileServiceNow>,
+    /// Credentials shared by several sources (an MSSP's Umbrella parent key).
+    #[serde(default)]
+    credentials: Vec<FileCredential>,
+}
+
+/// `[[credentials]]`: a named credential, secrets by environment variable name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCredential {
+    name: String,
+    kind: SourceKind,
+    base_url: Option<String>,
+    token_url: Option<String>,
+    key_env: String,
+    secret_env: String,
 }
 
 /// `[servicenow]`: the one instance every tenant's tickets go to.
@@ -128,6 +145,13 @@ struct FileSource {
     closed_status: Option<String>,
     closed_resolution: Option<String>,
     reopened_status: Option<String>,
+    // Umbrella.
+    /// The shared credential's name.
+    credential: Option<String>,
+    org_id: Option<String>,
+    activity: Option<String>,
+    verdict: Option<String>,
+    categories: Option<Vec<u32>>,
 }
 
 /// The configuration, validated and with its secrets resolved.
@@ -136,6 +160,15 @@ pub struct Config {
     pub path: PathBuf,
     pub tenants: Vec<TenantSpec>,
     pub servicenow: Option<ServiceNowSpec>,
+    pub credentials: Vec<CredentialSpec>,
+}
+
+/// A shared credential from `[[credentials]]`, secrets resolved (`key`, `secret`).
+#[derive(Debug)]
+pub struct CredentialSpec {
+    pub name: String,
+    pub settings: crate::settings::CredentialSettings,
+    pub secrets: SecretFields,
 }
 
 /// The ServiceNow link from `[servicenow]`, secrets resolved.
@@ -322,10 +355,21 @@ impl Config {
                                 .with("passphrase", SecretString::from(passphrase)),
                         )
                     }
-                    other => {
-                        return Err(err(format!(
-                            "kind `{other}` is not supported by this version of socbridge yet"
-                        )));
+                    SourceKind::Umbrella => {
+                        let credential = s.credential.clone().ok_or_else(|| {
+                            err("`credential` is required for kind umbrella (the name of a [[credentials]] entry)".into())
+                        })?;
+                        let u = UmbrellaSettings::new(
+                            credential,
+                            s.org_id.clone(),
+                            s.activity.clone(),
+                            s.verdict.clone(),
+                            s.categories.clone(),
+                            s.page_size,
+                            poll,
+                        )
+                        .map_err(err)?;
+                        (SourceSettings::Umbrella(u), SecretFields::new())
                     }
                 };
                 sources.push(SourceSpec {
@@ -347,6 +391,50 @@ impl Config {
                 containment: t.containment,
             });
         }
+        let mut credentials = Vec::new();
+        let mut seen_credentials = HashSet::new();
+        for c in file.credentials {
+            let err = |message: String| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: format!("credential `{}`: {message}", c.name),
+            };
+            if !seen_credentials.insert(c.name.clone()) {
+                return Err(err("listed twice".into()));
+            }
+            let settings = match c.kind {
+                SourceKind::Umbrella => crate::settings::CredentialSettings::Umbrella {
+                    base_url: c
+                        .base_url
+                        .clone()
+                        .unwrap_or_else(|| socbridge_connectors::umbrella::CURRENT_BASE_URL.into()),
+                    token_url: c.token_url.clone(),
+                },
+                other => {
+                    return Err(err(format!(
+                        "kind `{other}` has no shared credentials (only umbrella)"
+                    )));
+                }
+            };
+            let mut secrets = SecretFields::new();
+            for (field, var) in [("key", &c.key_env), ("secret", &c.secret_env)] {
+                let value = lookup(var).ok_or_else(|| {
+                    err(format!(
+                        "environment variable `{var}` ({field}_env) is not set{}",
+                        if file.env_file.is_some() {
+                            " in the environment or the env file"
+                        } else {
+                            ""
+                        }
+                    ))
+                })?;
+                secrets = secrets.with(field, SecretString::from(value));
+            }
+            credentials.push(CredentialSpec {
+                name: c.name,
+                settings,
+                secrets,
+            });
+        }
         let servicenow = match file.servicenow {
             None => None,
             Some(sn) => Some(servicenow_spec(sn, ticket_overrides, &lookup, path)?),
@@ -355,6 +443,7 @@ impl Config {
             path: path.to_path_buf(),
             tenants,
             servicenow,
+            credentials,
         })
     }
 }

@@ -72,7 +72,7 @@ impl Engine {
             }
             return Ok(());
         };
-        let client = match self.source_client(&src) {
+        let client = match self.source_client(&src).await {
             Ok(SourceClient::SecureEndpoint(_, client)) => client,
             Ok(_) => {
                 return Err(WorkError::Permanent(format!(

@@ -113,6 +113,10 @@ pub(crate) enum SourceClient {
         crate::settings::SymantecMssSettings,
         socbridge_connectors::symantec_mss::SymantecMssClient,
     ),
+    Umbrella(
+        crate::settings::UmbrellaSettings,
+        socbridge_connectors::umbrella::UmbrellaClient,
+    ),
 }
 
 #[derive(Clone)]
@@ -129,6 +133,9 @@ pub(crate) struct Inner {
     pub(crate) link: tokio::sync::Mutex<Option<Arc<crate::ticketing::Link>>>,
     pub(crate) tenant_locks:
         tokio::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Umbrella tokens, shared by every source of the same key (one token per parent key,
+    /// not one per customer org).
+    pub(crate) umbrella_tokens: socbridge_connectors::umbrella::TokenCache,
 }
 
 impl Engine {
@@ -143,6 +150,7 @@ impl Engine {
                 in_flight: Mutex::new(HashSet::new()),
                 link: tokio::sync::Mutex::new(None),
                 tenant_locks: tokio::sync::Mutex::new(std::collections::HashMap::new()),
+                umbrella_tokens: socbridge_connectors::umbrella::TokenCache::new(),
             }),
         }
     }
@@ -155,6 +163,10 @@ impl Engine {
     /// Tenants and sources added by the CLI and absent from the file are left alone.
     pub async fn apply_config(&self, cfg: &Config) -> Result<ApplyReport, EngineError> {
         let mut report = ApplyReport::default();
+        for c in &cfg.credentials {
+            self.save_credential(&c.name, &c.settings, Some(&c.secrets))
+                .await?;
+        }
         for t in &cfg.tenants {
             self.inner
                 .store
@@ -363,7 +375,7 @@ impl Engine {
 
     /// The vendor client of a source, with its settings: its sealed credentials opened for
     /// as long as the client lives.
-    pub(crate) fn source_client(&self, src: &SourceRecord) -> Result<SourceClient, String> {
+    pub(crate) async fn source_client(&self, src: &SourceRecord) -> Result<SourceClient, String> {
         let (settings, secrets) = self.open_source(src)?;
         match settings {
             SourceSettings::SecureEndpoint(se) => {
@@ -385,6 +397,10 @@ impl Engine {
                     .map_err(|e| e.to_string())?;
                 Ok(SourceClient::SymantecMss(mss, client))
             }
+            SourceSettings::Umbrella(u) => {
+                let client = self.umbrella_client(&u.credential).await?;
+                Ok(SourceClient::Umbrella(u, client))
+            }
         }
     }
 
@@ -393,7 +409,7 @@ impl Engine {
         src: &SourceRecord,
         report: &mut PollReport,
     ) -> Result<(), String> {
-        match self.source_client(src)? {
+        match self.source_client(src).await? {
             SourceClient::SecureEndpoint(se, client) => poll_secure_endpoint(
                 &self.inner.store,
                 src,
@@ -414,6 +430,16 @@ impl Engine {
             )
             .await
             .map_err(|e: PollError| e.to_string()),
+            SourceClient::Umbrella(u, client) => crate::umbrella::poll(
+                &self.inner.store,
+                src,
+                &u,
+                &client,
+                self.inner.opts.poll_budget,
+                report,
+            )
+            .await
+            .map_err(|e: PollError| e.to_string()),
         }
     }
 
@@ -425,13 +451,17 @@ impl Engine {
         let sources = self.select_sources(tenant, None).await?;
         let mut out = Vec::new();
         for src in sources {
-            let res = match self.source_client(&src) {
+            let res = match self.source_client(&src).await {
                 Ok(SourceClient::SecureEndpoint(_, client)) => {
                     client.check().await.map_err(|e| e.to_string())
                 }
                 Ok(SourceClient::SymantecMss(_, client)) => {
                     client.check().await.map_err(|e| e.to_string())
                 }
+                Ok(SourceClient::Umbrella(u, client)) => client
+                    .check(u.org_id.as_deref())
+                    .await
+                    .map_err(|e| e.to_string()),
                 Err(e) => Err(e),
             };
             out.push((src, res));

@@ -8,12 +8,14 @@ pub mod poll;
 pub mod settings;
 pub mod symantec;
 pub mod ticketing;
+pub mod umbrella;
 mod writeback;
 
-pub use config::{Config, ConfigError, ServiceNowSpec, SourceSpec, TenantSpec};
+pub use config::{Config, ConfigError, CredentialSpec, ServiceNowSpec, SourceSpec, TenantSpec};
 pub use engine::{ApplyReport, Engine, EngineError, EngineOptions};
 pub use poll::PollReport;
 pub use settings::{
-    PollSettings, SecureEndpointSettings, SourceSettings, SymantecMssSettings, WorkflowMapping,
+    CredentialSettings, PollSettings, SecureEndpointSettings, SourceSettings, SymantecMssSettings,
+    UmbrellaSettings, WorkflowMapping,
 };
 pub use ticketing::{OutboxReport, SyncReport, TicketFields, TicketingSettings, WebhookError};

@@ -90,6 +90,8 @@ pub enum PollError {
     #[error(transparent)]
     SymantecMss(#[from] socbridge_connectors::symantec_mss::SymantecMssError),
     #[error(transparent)]
+    Umbrella(#[from] socbridge_connectors::umbrella::UmbrellaError),
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 

@@ -240,12 +240,103 @@ impl SymantecMssSettings {
     }
 }
 
+/// What the MSSP workflows fetched: Command and Control (65) and Cryptomining (150).
+pub const UMBRELLA_DEFAULT_CATEGORIES: [u32; 2] = [65, 150];
+pub const UMBRELLA_DEFAULT_PAGE: u32 = 1000;
+/// The activity endpoints a source may read.
+pub const UMBRELLA_ACTIVITIES: [&str; 6] = ["all", "dns", "proxy", "firewall", "intrusion", "ip"];
+
+/// An Umbrella source: one customer org read with a shared credential (an MSSP parent key, or
+/// the org's own key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UmbrellaSettings {
+    /// The name of the shared credential (`socbridge credential add`, `[[credentials]]`).
+    pub credential: String,
+    /// The child org a parent key acts for; `None`: the key's own org.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_id: Option<String>,
+    /// `all` (`/activity`) or one of `dns`, `proxy`, `firewall`, `intrusion`, `ip`.
+    pub activity: String,
+    /// `verdict` filter (default `blocked`); `None`: every verdict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    /// Category ids (default 65, 150); empty: every category.
+    pub categories: Vec<u32>,
+    pub page_size: u32,
+    #[serde(flatten)]
+    pub poll: PollSettings,
+}
+
+impl UmbrellaSettings {
+    pub fn new(
+        credential: String,
+        org_id: Option<String>,
+        activity: Option<String>,
+        verdict: Option<String>,
+        categories: Option<Vec<u32>>,
+        page_size: Option<u32>,
+        poll: PollSettings,
+    ) -> Result<Self, String> {
+        if credential.trim().is_empty() {
+            return Err("`credential` must name a shared credential".into());
+        }
+        if let Some(org) = &org_id {
+            if org.is_empty() || !org.chars().all(|c| c.is_ascii_digit()) {
+                return Err(format!(
+                    "`org_id` `{org}` must be the numeric Umbrella organisation id"
+                ));
+            }
+        }
+        let activity = activity
+            .unwrap_or_else(|| "all".into())
+            .to_ascii_lowercase();
+        if !UMBRELLA_ACTIVITIES.contains(&activity.as_str()) {
+            return Err(format!(
+                "`activity` `{activity}` must be one of {}",
+                UMBRELLA_ACTIVITIES.join(", ")
+            ));
+        }
+        let page_size = page_size.unwrap_or(UMBRELLA_DEFAULT_PAGE);
+        if page_size == 0 || page_size > 5000 {
+            return Err("`page_size` must be between 1 and 5000".into());
+        }
+        let verdict = match verdict.as_deref().map(str::trim) {
+            None => Some("blocked".to_string()),
+            Some("" | "any") => None,
+            Some(v) => Some(v.to_string()),
+        };
+        Ok(UmbrellaSettings {
+            credential: credential.trim().to_string(),
+            org_id,
+            activity,
+            verdict,
+            categories: categories.unwrap_or_else(|| UMBRELLA_DEFAULT_CATEGORIES.to_vec()),
+            page_size,
+            poll,
+        })
+    }
+}
+
+/// A shared credential's settings, by kind (its secrets are sealed apart).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CredentialSettings {
+    Umbrella {
+        /// The API base (`https://api.umbrella.com`); the token endpoint is under it unless
+        /// `token_url` says otherwise.
+        base_url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_url: Option<String>,
+    },
+}
+
 /// The settings of a source, by kind (the JSON in the store carries the kind as a tag).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum SourceSettings {
     SecureEndpoint(SecureEndpointSettings),
     SymantecMss(SymantecMssSettings),
+    Umbrella(UmbrellaSettings),
 }
 
 impl SourceSettings {
@@ -253,6 +344,7 @@ impl SourceSettings {
         match self {
             SourceSettings::SecureEndpoint(_) => SourceKind::SecureEndpoint,
             SourceSettings::SymantecMss(_) => SourceKind::SymantecMss,
+            SourceSettings::Umbrella(_) => SourceKind::Umbrella,
         }
     }
 
@@ -260,6 +352,7 @@ impl SourceSettings {
         match self {
             SourceSettings::SecureEndpoint(s) => &s.poll,
             SourceSettings::SymantecMss(s) => &s.poll,
+            SourceSettings::Umbrella(s) => &s.poll,
         }
     }
 

@@ -52,6 +52,7 @@ impl Engine {
             };
             let client = self
                 .source_client(&src)
+                .await
                 .map_err(|e| WorkError::Permanent(format!("source `{source}`: {e}")))?;
             match client {
                 SourceClient::SymantecMss(settings, client) => {

@@ -23,6 +23,19 @@ pub struct CorrelationRule {
     /// The `Subject::kind` this rule groups by.
     pub subject_kind: &'static str,
     pub group_by: GroupBy,
+    /// When the subject has no open incident of its own: join the open incident of another
+    /// source's subject that shares this observable (an Umbrella identity that is a computer
+    /// joins the Secure Endpoint incident of the computer with the same hostname).
+    pub join: Option<JoinRule>,
+}
+
+/// Joining another source's open incident by a shared observable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinRule {
+    /// The correlation-key prefix of the incidents that may be joined.
+    pub key_prefix: &'static str,
+    /// The observable both must have (compared case-insensitively).
+    pub by: crate::ObservableKind,
 }
 
 /// The rule table. Findings of a source with no matching subject each get an incident of their
@@ -32,16 +45,22 @@ pub const RULES: &[CorrelationRule] = &[
         source: SourceKind::SecureEndpoint,
         subject_kind: "computer",
         group_by: GroupBy::SubjectWhileOpen,
+        join: None,
     },
     CorrelationRule {
         source: SourceKind::Umbrella,
         subject_kind: "identity",
         group_by: GroupBy::SubjectWhileOpen,
+        join: Some(JoinRule {
+            key_prefix: "secure_endpoint:computer:",
+            by: crate::ObservableKind::Hostname,
+        }),
     },
     CorrelationRule {
         source: SourceKind::SymantecMss,
         subject_kind: "vendor_incident",
         group_by: GroupBy::SubjectForever,
+        join: None,
     },
 ];
 

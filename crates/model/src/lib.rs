@@ -17,7 +17,9 @@ pub mod time;
 pub use containment::{
     ActionKind, ActionState, ContainmentPolicy, Decision, PolicyAction, PolicyError,
 };
-pub use correlation::{CorrelationRule, GroupBy, correlation_key, incident_title, rule_for};
+pub use correlation::{
+    CorrelationRule, GroupBy, JoinRule, correlation_key, incident_title, rule_for,
+};
 pub use finding::{
     Finding, Observable, ObservableKind, Quarantined, Subject, normalise_observables,
 };

@@ -194,6 +194,11 @@ pub fn aad_for_source(tenant: &str, source: &str) -> Vec<u8> {
     format!("socbridge/source/v1/{tenant}/{source}").into_bytes()
 }
 
+/// The associated data that binds a sealed blob to a shared credential.
+pub fn aad_for_credential(name: &str) -> Vec<u8> {
+    format!("socbridge/credential/v1/{name}").into_bytes()
+}
+
 /// The named secrets of one source (`api_key`, `secret`, `p12_passphrase`...). `Debug` lists
 /// the names only.
 #[derive(Default, Clone)]

@@ -76,6 +76,46 @@ pub enum Command {
     /// Straight at a vendor, for troubleshooting (nothing is stored).
     #[command(subcommand)]
     Vendor(VendorCommand),
+    /// Credentials shared by several sources (an MSSP's Umbrella parent key).
+    #[command(subcommand)]
+    Credential(CredentialCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialCommand {
+    /// Add (or replace) a shared credential; its secret is stored encrypted, once.
+    Add(CredentialAddArgs),
+    /// List shared credentials (never their secrets).
+    List,
+    /// Remove a shared credential (sources naming it stop polling, saying why).
+    Remove { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct CredentialAddArgs {
+    #[arg(long)]
+    pub name: String,
+    /// `umbrella`.
+    #[arg(long)]
+    pub kind: String,
+    /// API base (default https://api.umbrella.com).
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// Token endpoint, when not under the API base.
+    #[arg(long)]
+    pub token_url: Option<String>,
+    /// The API key (an identifier).
+    #[arg(long, conflicts_with = "key_env")]
+    pub key: Option<String>,
+    /// Read the API key from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    pub key_env: Option<String>,
+    /// Read the API secret from this environment variable (else stdin with --secret-stdin,
+    /// or a prompt).
+    #[arg(long, value_name = "VAR", conflicts_with = "secret_stdin")]
+    pub secret_env: Option<String>,
+    #[arg(long)]
+    pub secret_stdin: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,7 +300,7 @@ pub struct SourceAddArgs {
     /// Unique within the tenant, e.g. `secure-endpoint`.
     #[arg(long)]
     pub name: String,
-    /// `secure_endpoint` or `symantec_mss`.
+    /// `secure_endpoint`, `symantec_mss` or `umbrella`.
     #[arg(long)]
     pub kind: String,
     /// Vendor API base URL (default: the vendor's North America host).
@@ -313,6 +353,12 @@ pub struct SourceAddArgs {
     /// A proxy for this source only (else HTTPS_PROXY / NO_PROXY apply).
     #[arg(long)]
     pub proxy: Option<String>,
+    /// Umbrella: the shared credential (a parent key) to read with.
+    #[arg(long, value_name = "NAME")]
+    pub parent_credential: Option<String>,
+    /// Umbrella: the customer's child org id.
+    #[arg(long)]
+    pub org_id: Option<String>,
 }
 
 #[derive(Debug, Args)]

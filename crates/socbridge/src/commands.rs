@@ -7,7 +7,7 @@ use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use secrecy::SecretString;
 use socbridge_engine::{
     Engine, EngineOptions, PollReport, PollSettings, SecureEndpointSettings, SourceSettings,
-    SymantecMssSettings,
+    SymantecMssSettings, UmbrellaSettings,
 };
 use socbridge_model::{SourceKind, SourceName, TenantName, Timestamp};
 use socbridge_secrets::SecretFields;
@@ -30,6 +30,10 @@ async fn dispatch(cli: &Cli, store: socbridge_store::Store) -> anyhow::Result<Ex
             incidents::run(cli, &engine, cmd).await
         }
         Command::Outbox(cmd) => outbox(cli, &store, cmd).await,
+        Command::Credential(cmd) => {
+            let engine = Engine::new(store.clone(), master_key(cli)?, EngineOptions::default());
+            credential(cli, &engine, cmd).await
+        }
         Command::Vendor(cmd) => {
             let engine = engine_with_config(cli, store).await?;
             crate::vendor::run(cli, &engine, cmd).await
@@ -669,10 +673,124 @@ fn source_from_args(
                     .with("passphrase", passphrase),
             ))
         }
-        other => Err(bad_input(format!(
-            "kind `{other}` is not supported by this version of socbridge yet"
-        ))),
+        SourceKind::Umbrella => {
+            let credential = args.parent_credential.clone().ok_or_else(|| {
+                bad_input("--kind umbrella needs --parent-credential NAME (see `socbridge credential add`)")
+            })?;
+            let settings = UmbrellaSettings::new(
+                credential,
+                args.org_id.clone(),
+                None,
+                None,
+                None,
+                None,
+                poll,
+            )
+            .map_err(bad_input)?;
+            Ok((
+                name,
+                SourceSettings::Umbrella(settings),
+                SecretFields::new(),
+            ))
+        }
     }
+}
+
+async fn credential(
+    cli: &Cli,
+    engine: &Engine,
+    cmd: &crate::cli::CredentialCommand,
+) -> anyhow::Result<ExitCode> {
+    use crate::cli::CredentialCommand;
+    match cmd {
+        CredentialCommand::Add(args) => {
+            let kind: SourceKind =
+                args.kind
+                    .parse()
+                    .map_err(|e: socbridge_model::source::UnknownSourceKind| {
+                        bad_input(e.to_string())
+                    })?;
+            if kind != SourceKind::Umbrella {
+                return Err(bad_input(format!(
+                    "kind `{kind}` has no shared credentials (only umbrella)"
+                )));
+            }
+            if args.name.trim().is_empty() {
+                return Err(bad_input("--name must not be empty"));
+            }
+            let key = match (&args.key, &args.key_env) {
+                (Some(k), None) => k.clone(),
+                (None, Some(var)) => std::env::var(var).map_err(|_| {
+                    bad_input(format!(
+                        "environment variable `{var}` (--key-env) is not set"
+                    ))
+                })?,
+                _ => return Err(bad_input("give the API key: --key KEY or --key-env VAR")),
+            };
+            if key.trim().is_empty() {
+                return Err(bad_input("the API key is empty"));
+            }
+            let secret = match &args.secret_env {
+                Some(var) => SecretString::from(std::env::var(var).map_err(|_| {
+                    bad_input(format!(
+                        "environment variable `{var}` (--secret-env) is not set"
+                    ))
+                })?),
+                None => read_line_secret(
+                    args.secret_stdin,
+                    "API secret",
+                    "--secret-env VAR or --secret-stdin",
+                )?,
+            };
+            let settings = socbridge_engine::CredentialSettings::Umbrella {
+                base_url: args
+                    .base_url
+                    .clone()
+                    .unwrap_or_else(|| socbridge_connectors::umbrella::CURRENT_BASE_URL.into()),
+                token_url: args.token_url.clone(),
+            };
+            let secrets = SecretFields::new()
+                .with("key", SecretString::from(key))
+                .with("secret", secret);
+            engine
+                .save_credential(args.name.trim(), &settings, Some(&secrets))
+                .await?;
+            if cli.output == Output::Table {
+                println!(
+                    "credential `{}` saved; its secret is stored encrypted",
+                    args.name.trim()
+                );
+            }
+        }
+        CredentialCommand::List => {
+            let all = engine.store().list_credentials().await?;
+            match cli.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&all)?),
+                Output::Table => {
+                    let mut t = table(&["NAME", "KIND", "SETTINGS", "SECRET", "UPDATED"]);
+                    for c in &all {
+                        t.add_row(vec![
+                            c.name.clone(),
+                            c.kind.clone(),
+                            c.settings.to_string(),
+                            if c.has_secret { "stored" } else { "none" }.to_string(),
+                            c.updated_at.to_rfc3339_seconds(),
+                        ]);
+                    }
+                    println!("{t}");
+                }
+            }
+        }
+        CredentialCommand::Remove { name } => {
+            if !engine.store().remove_credential(name).await? {
+                return Err(bad_input(format!("no credential named `{name}`")));
+            }
+            if cli.output == Output::Table {
+                println!("credential `{name}` removed");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The secret from `--api-key-env VAR`, `--api-key-stdin`, or a prompt on a terminal.

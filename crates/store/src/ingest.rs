@@ -13,6 +13,7 @@ use crate::{Backend, IngestBatch, IngestOutcome, Store, StoreError};
 use sha2::{Digest as _, Sha256};
 use socbridge_model::{
     Finding, GroupBy, Observable, Severity, SourceKind, Timestamp, correlation_key, incident_title,
+    rule_for,
 };
 use sqlx::AnyConnection;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -280,9 +281,11 @@ impl Store {
         // our look-up and our insert; the unique open_key then drops our insert and the second
         // look-up finds theirs. (On SQLite writers are serialised and the first try decides.)
         for _ in 0..2 {
-            if let Some((id, severity)) =
-                self.find_incident(conn, tenant_id, &key, group_by).await?
-            {
+            let mut found = self.find_incident(conn, tenant_id, &key, group_by).await?;
+            if found.is_none() {
+                found = self.find_joinable(conn, tenant_id, f).await?;
+            }
+            if let Some((id, severity)) = found {
                 attach(conn, id, finding_id, f, severity.max(rank), now).await?;
                 if rank > severity {
                     let from = Severity::from_rank(severity)
@@ -323,6 +326,51 @@ impl Store {
 
     /// The incident a finding of `key` joins, with its severity rank; its row is locked on
     /// PostgreSQL until the ingest commits.
+    /// The open incident of another source's subject that `f` joins by its rule's shared
+    /// observable (see `model::correlation::JoinRule`), if any: the most recent one.
+    async fn find_joinable(
+        &self,
+        conn: &mut AnyConnection,
+        tenant_id: i64,
+        f: &Finding,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        let Some(join) = rule_for(f.source_kind).and_then(|r| r.join) else {
+            return Ok(None);
+        };
+        let values: Vec<String> = f
+            .observables
+            .iter()
+            .filter(|o| o.kind == join.by)
+            .map(|o| o.value.to_lowercase())
+            .collect();
+        for value in values {
+            let lock = match self.backend {
+                Backend::Sqlite => "",
+                Backend::Postgres => " FOR UPDATE OF i",
+            };
+            let found: Option<(i64, i64)> = sqlx::query_as(&format!(
+                "SELECT i.id, i.severity FROM incidents i
+                  WHERE i.tenant_id = $1 AND i.open_key IS NOT NULL
+                    AND i.correlation_key LIKE $2
+                    AND EXISTS (SELECT 1 FROM incident_observables o
+                                 WHERE o.incident_id = i.id AND o.kind = $3
+                                   AND LOWER(o.value) = $4)
+                  ORDER BY i.id DESC LIMIT 1{lock}"
+            ))
+            .bind(tenant_id)
+            .bind(format!("{}%", join.key_prefix))
+            .bind(join.by.as_str())
+            .bind(value)
+            .fetch_optional(&mut *conn)
+            .await
+            .op("finding an incident to join")?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
     async fn find_incident(
         &self,
         conn: &mut AnyConnection,

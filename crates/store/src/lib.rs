@@ -18,6 +18,7 @@
 
 mod containment;
 mod counts;
+mod credentials;
 mod error;
 mod incidents;
 mod ingest;
@@ -27,6 +28,7 @@ mod tenants;
 mod tickets;
 
 pub use containment::{ActionChange, ActionRecord, ManualAction};
+pub use credentials::CredentialRecord;
 pub use error::StoreError;
 pub use records::{
     Counts, IngestBatch, IngestOutcome, NewSource, QuarantineRecord, SourceRecord, TenantRecord,

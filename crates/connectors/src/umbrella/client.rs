@@ -36,6 +36,9 @@ pub const MAX_LIMIT: u32 = 5000;
 /// loop.
 pub const MAX_REDIRECTS: usize = 5;
 
+/// How long a 429 without a hint is waited out (VENDOR-APIS: "back off about a second").
+pub const RATE_LIMIT_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Which reporting paths the client uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum PathStyle {
@@ -105,7 +108,10 @@ impl UmbrellaConfig {
 pub struct UmbrellaHttp(HttpStack);
 
 impl UmbrellaHttp {
-    pub fn new(opts: HttpOptions) -> Result<Self, UmbrellaError> {
+    pub fn new(mut opts: HttpOptions) -> Result<Self, UmbrellaError> {
+        // The per-org limit (about 5 requests a second) answers 429 with no rate headers; the
+        // documented remedy is to wait about a second, which quick retries would not give it.
+        opts.rate_limit_default_wait.get_or_insert(RATE_LIMIT_WAIT);
         let client = HttpStack::client_builder(&opts)
             .redirect(reqwest::redirect::Policy::none())
             .build()
