@@ -95,7 +95,7 @@ pub async fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let opts = ConfigOptions {
         servicenow_section: true,
         symantec_sources: true,
-        ..Default::default()
+        umbrella_sources: true,
     };
     sim.write_config_with(&cfg_path, &opts)
         .with_context(|| format!("cannot write {}", cfg_path.display()))?;
@@ -106,13 +106,17 @@ pub async fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let engine = Engine::new(store.clone(), key, EngineOptions::default());
     engine.apply_config(&config).await?;
     eprintln!(
-        "demo: {} tenants on the Secure Endpoint emulator at {} and the Symantec MSS emulator at {} (client certificates), tickets in the ServiceNow emulator at {}; data in {}",
+        "demo: {} tenants on the Secure Endpoint emulator at {}, the Symantec MSS emulator at {} (client certificates) and the Umbrella emulator at {} (one MSSP parent key), tickets in the ServiceNow emulator at {}; data in {}",
         args.tenants,
         sim.endpoints().secure_endpoint,
         sim.endpoints()
             .symantec_mss
             .as_ref()
             .map_or("(none)", |s| s.url.as_str()),
+        sim.endpoints()
+            .umbrella
+            .as_ref()
+            .map_or("(none)", |u| u.base_url.as_str()),
         sim.endpoints()
             .servicenow
             .as_ref()
@@ -187,11 +191,35 @@ async fn summarise(store: &Store, sim: &SimHandle) -> anyhow::Result<Vec<TenantS
             .tenants
             .get(name)
             .map_or(0, |t| t.served_distinct);
-        let se_stored = u64::try_from(counts.findings + counts.quarantined).unwrap_or(0)
-            - mss_versions.len() as u64;
+        // Umbrella: the blocked Command and Control and Cryptomining records of the tenant's
+        // org (the default filter), each stored once under its derived key.
+        let umb_signals = sim
+            .umbrella_records(name)
+            .map(|all| {
+                all.iter()
+                    .filter(|r| r["verdict"] == "blocked")
+                    .filter(|r| {
+                        r["categories"]
+                            .as_array()
+                            .is_some_and(|c| c.iter().any(|c| c["id"] == 65 || c["id"] == 150))
+                    })
+                    .count() as u64
+            })
+            .unwrap_or(0);
+        let umb_stored = store.finding_keys(name, "umbrella").await?.len() as u64;
+        let umb_served = counters
+            .umbrella
+            .orgs
+            .values()
+            .filter(|o| &o.name == name)
+            .map(|o| o.served_distinct)
+            .sum::<u64>();
+        let se_stored = u64::try_from(counts.findings + counts.quarantined)
+            .unwrap_or(0)
+            .saturating_sub(mss_versions.len() as u64 + umb_stored);
         let se_signals = c.events_high_priority + c.malformed_total;
-        let signals = se_signals + mss_signals;
-        let stored = se_stored + mss_stored;
+        let signals = se_signals + mss_signals + umb_signals;
+        let stored = se_stored + mss_stored + umb_stored;
         // The emulator's own count of tickets per correlation id (`socbridge:<tenant>:<id>`).
         let prefix = format!("{}{name}:", socbridge_store::CORRELATION_PREFIX);
         let per_incident: Vec<u64> = counters
@@ -207,7 +235,10 @@ async fn summarise(store: &Store, sim: &SimHandle) -> anyhow::Result<Vec<TenantS
             tenant: name.clone(),
             signals,
             stored,
-            served: c.served_distinct_high_priority + c.malformed_served_distinct + mss_served,
+            served: c.served_distinct_high_priority
+                + c.malformed_served_distinct
+                + mss_served
+                + umb_served,
             findings: counts.findings,
             incidents: counts.incidents,
             tickets,
@@ -215,6 +246,7 @@ async fn summarise(store: &Store, sim: &SimHandle) -> anyhow::Result<Vec<TenantS
             quarantined: counts.quarantined,
             ok: se_stored == se_signals
                 && mss_stored == mss_signals
+                && umb_stored == umb_signals
                 && stored == signals
                 && doubled == 0
                 && u64::try_from(counts.incidents).is_ok_and(|n| n == tickets),

@@ -162,7 +162,8 @@ async fn a_source_secret_is_found_nowhere() {
 }
 
 /// The same for the secrets a config brings: the ServiceNow password, OAuth client secret and
-/// webhook secret, and a Symantec MSS certificate (its base64, its bytes) and passphrase. They
+/// webhook secret, a Symantec MSS certificate (its base64, its bytes) and passphrase, and the
+/// Umbrella parent key's secret. They
 /// appear in no file of the data dir, no log line at trace level and no output of the commands
 /// that use them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -180,7 +181,7 @@ async fn config_secrets_are_found_nowhere() {
         &ConfigOptions {
             servicenow_section: true,
             symantec_sources: true,
-            ..Default::default()
+            umbrella_sources: true,
         },
     )
     .unwrap();
@@ -224,8 +225,14 @@ async fn config_secrets_are_found_nowhere() {
             .servicenow
             .tickets_by_correlation_id
             .is_empty()
-            && sim.counters().symantec_mss.tenants[&tenant].served_distinct > 0,
-        "ServiceNow and Symantec MSS were used with these secrets:\n{transcript}"
+            && sim.counters().symantec_mss.tenants[&tenant].served_distinct > 0
+            && sim
+                .counters()
+                .umbrella
+                .tokens
+                .get("parent")
+                .is_some_and(|t| t.issued > 0),
+        "ServiceNow, Symantec MSS and Umbrella were used with these secrets:\n{transcript}"
     );
 
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -239,6 +246,7 @@ async fn config_secrets_are_found_nowhere() {
         sn.oauth.client_secret.clone(),
         sn.webhook_secret.clone(),
         mss.passphrase.clone(),
+        ep.umbrella.as_ref().unwrap().parent_secret.clone(),
         // Any stretch of the certificate's base64 long enough to be no accident.
         mss.p12_base64[..48].to_string(),
     ];
