@@ -183,6 +183,20 @@ async fn store_page(
 ) -> Result<(), StoreError> {
     report.records += page.events.len();
     let (findings, quarantined) = map_page(&page.events);
+    store_batch(store, source, findings, quarantined, cap, report).await
+}
+
+/// Stores one batch of a poll (findings oldest first, and the records that could not be
+/// read) in one transaction, within what is left of the per-run cap, and adds the outcome to
+/// the report. Every source kind's poll ends its pages here.
+pub(crate) async fn store_batch(
+    store: &Store,
+    source: &SourceRecord,
+    findings: Vec<socbridge_model::Finding>,
+    quarantined: Vec<socbridge_model::Quarantined>,
+    cap: usize,
+    report: &mut PollReport,
+) -> Result<(), StoreError> {
     for q in &quarantined {
         tracing::warn!(
             tenant = %source.tenant, source = %source.name, reason = %q.reason,

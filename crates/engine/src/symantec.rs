@@ -20,7 +20,7 @@
 //! again; a comment already there, from an attempt whose answer was lost, is not repeated).
 
 use crate::engine::{Engine, EngineError};
-use crate::poll::{PollError, PollReport, window_start_for};
+use crate::poll::{PollError, PollReport, store_batch, window_start_for};
 use crate::settings::{SourceSettings, SymantecMssSettings};
 use crate::ticketing::WorkError;
 use socbridge_connectors::http::HttpOptions;
@@ -30,7 +30,7 @@ use socbridge_connectors::symantec_mss::{
 };
 use socbridge_model::{Finding, IncidentDetail, SourceKind, Timestamp};
 use socbridge_secrets::SecretFields;
-use socbridge_store::{IngestBatch, SourceRecord, Store};
+use socbridge_store::{SourceRecord, Store};
 use std::time::{Duration, Instant};
 
 impl Engine {
@@ -150,13 +150,10 @@ pub(crate) async fn poll(
             .then_with(|| a.incident_number.cmp(&b.incident_number))
     });
     let mut quarantined = list.quarantined;
-    for q in &quarantined {
-        tracing::warn!(tenant = %source.tenant, source = %source.name, reason = %q.reason, "record quarantined");
-    }
     let cap = settings.poll.cap_per_run;
     let mut chunks = summaries.chunks(CHUNK).peekable();
     if chunks.peek().is_none() && !quarantined.is_empty() {
-        ingest(
+        store_batch(
             store,
             source,
             Vec::new(),
@@ -191,7 +188,7 @@ pub(crate) async fn poll(
             };
             findings.push(version_finding(summary, detail.as_ref()));
         }
-        ingest(
+        store_batch(
             store,
             source,
             findings,
@@ -204,28 +201,6 @@ pub(crate) async fn poll(
             return Ok(());
         }
     }
-    Ok(())
-}
-
-async fn ingest(
-    store: &Store,
-    source: &SourceRecord,
-    findings: Vec<Finding>,
-    quarantined: Vec<socbridge_model::Quarantined>,
-    cap: usize,
-    report: &mut PollReport,
-) -> Result<(), PollError> {
-    let outcome = store
-        .ingest(
-            source.id,
-            IngestBatch {
-                findings,
-                quarantined,
-                max_new: Some(cap.saturating_sub(report.new_findings)),
-            },
-        )
-        .await?;
-    report.absorb(&outcome);
     Ok(())
 }
 

@@ -14,7 +14,7 @@
 //! customer orgs under one parent key cost one token request per token lifetime, not 50.
 
 use crate::engine::{Engine, EngineError};
-use crate::poll::{PollError, PollReport, window_start_for};
+use crate::poll::{PollError, PollReport, store_batch, window_start_for};
 use crate::settings::{CredentialSettings, UmbrellaSettings};
 use socbridge_connectors::umbrella::{
     ActivityKind, ActivityQuery, MAX_LIMIT, Order, UmbrellaClient, UmbrellaConfig, UmbrellaHttp,
@@ -22,7 +22,7 @@ use socbridge_connectors::umbrella::{
 };
 use socbridge_model::Timestamp;
 use socbridge_secrets::{SecretFields, aad_for_credential};
-use socbridge_store::{IngestBatch, SourceRecord, Store};
+use socbridge_store::{SourceRecord, Store};
 use std::time::{Duration, Instant};
 
 const SECOND_US: i64 = 1_000_000;
@@ -144,22 +144,9 @@ pub(crate) async fn poll(
         report.pages += 1;
         report.records += page.records.len();
         let (mut findings, quarantined) = map_page(&org_key, &page.records);
-        for q in &quarantined {
-            tracing::warn!(tenant = %source.tenant, source = %source.name, reason = %q.reason, "record quarantined");
-        }
         findings.sort_by_key(|f| f.observed_at);
         let newest = findings.iter().map(|f| f.observed_at).max();
-        let outcome = store
-            .ingest(
-                source.id,
-                IngestBatch {
-                    findings,
-                    quarantined,
-                    max_new: Some(cap.saturating_sub(report.new_findings)),
-                },
-            )
-            .await?;
-        report.absorb(&outcome);
+        store_batch(store, source, findings, quarantined, cap, report).await?;
         if report.cap_reached || !page.may_have_more() {
             return Ok(());
         }

@@ -4,64 +4,24 @@
 //! close made in ServiceNow reverting it all. The emulator's counters and computers are the
 //! witness.
 
+mod common;
+use common::*;
 use serde_json::{Value, json};
-use socbridge_engine::{Config, Engine, EngineOptions};
 use socbridge_model::{
     ContainmentPolicy, IncidentFilter, IncidentStatus, IncidentUpdate, IncidentView, PolicyAction,
     Severity,
 };
-use socbridge_secrets::MasterKey;
-use socbridge_sim::{ConfigOptions, Faults, SimConfig, SimHandle};
+use socbridge_sim::{ConfigOptions, Faults, SimHandle};
 use socbridge_store::Store;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-struct Rig {
-    sim: SimHandle,
-    engine: Engine,
-    store: Store,
-    _dir: tempfile::TempDir,
-}
-
 async fn rig(tenants: usize, seed: u64) -> Rig {
-    let sim = socbridge_sim::start(SimConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tenants,
-        seed,
-        initial_events_per_tenant: 80,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg_path = dir.path().join("socbridge.toml");
-    sim.write_config_with(
-        &cfg_path,
-        &ConfigOptions {
-            servicenow_section: true,
-            ..ConfigOptions::default()
-        },
-    )
-    .unwrap();
-    let config = Config::load(&cfg_path).unwrap();
-    let store = Store::open_sqlite(&dir.path().join("socbridge.db"))
-        .await
-        .unwrap();
-    let opts = EngineOptions {
-        http: socbridge_connectors::http::HttpOptions::for_tests(),
-        outbox_backoff_min: Duration::from_millis(5),
-        outbox_backoff_max: Duration::from_millis(50),
-        isolation_deadline: Duration::from_secs(5),
-        ..EngineOptions::default()
+    let options = ConfigOptions {
+        servicenow_section: true,
+        ..ConfigOptions::default()
     };
-    let engine = Engine::new(store.clone(), MasterKey::generate(), opts);
-    engine.apply_config(&config).await.unwrap();
-    Rig {
-        sim,
-        engine,
-        store,
-        _dir: dir,
-    }
+    common::rig(sim_config(tenants, seed, 80), &options).await
 }
 
 fn policy(action: PolicyAction, group: Option<&str>) -> ContainmentPolicy {

@@ -3,64 +3,24 @@
 //! socbridge incident and ticket, and the write-back of a close made in ServiceNow. The
 //! emulators' own data and counters are the witness.
 
+mod common;
+use common::*;
 use serde_json::json;
-use socbridge_engine::{Config, Engine, EngineOptions};
 use socbridge_model::{IncidentFilter, IncidentStatus, IncidentUpdate, IncidentView, SourceKind};
-use socbridge_secrets::MasterKey;
 use socbridge_sim::{
-    AddSymantecIncidents, ConfigOptions, SimConfig, SimHandle, SymantecAnalystChange,
-    SymantecFaults,
+    AddSymantecIncidents, ConfigOptions, SimHandle, SymantecAnalystChange, SymantecFaults,
 };
 use socbridge_store::Store;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-struct Rig {
-    sim: SimHandle,
-    engine: Engine,
-    store: Store,
-    _dir: tempfile::TempDir,
-}
-
 async fn rig(tenants: usize, seed: u64) -> Rig {
-    let sim = socbridge_sim::start(SimConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tenants,
-        seed,
-        initial_events_per_tenant: 0,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg_path = dir.path().join("socbridge.toml");
-    sim.write_config_with(
-        &cfg_path,
-        &ConfigOptions {
-            servicenow_section: true,
-            symantec_sources: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let config = Config::load(&cfg_path).unwrap();
-    let store = Store::open_sqlite(&dir.path().join("socbridge.db"))
-        .await
-        .unwrap();
-    let opts = EngineOptions {
-        http: socbridge_connectors::http::HttpOptions::for_tests(),
-        outbox_backoff_min: Duration::from_millis(5),
-        outbox_backoff_max: Duration::from_millis(50),
-        ..EngineOptions::default()
+    let options = ConfigOptions {
+        servicenow_section: true,
+        symantec_sources: true,
+        ..ConfigOptions::default()
     };
-    let engine = Engine::new(store.clone(), MasterKey::generate(), opts);
-    engine.apply_config(&config).await.unwrap();
-    Rig {
-        sim,
-        engine,
-        store,
-        _dir: dir,
-    }
+    common::rig(sim_config(tenants, seed, 0), &options).await
 }
 
 /// Polls until nothing is left at the vendors and drains the outbox, failing on any poll

@@ -2,64 +2,28 @@
 //! under ambiguous failures and outages, both directions of close, reopen and notes, no echo,
 //! and a webhook that refuses what it should. The emulator's counters are the witness.
 
+mod common;
+use common::*;
 use serde_json::json;
-use socbridge_engine::{Config, Engine, EngineOptions, WebhookError};
+use socbridge_engine::WebhookError;
 use socbridge_model::{IncidentFilter, IncidentStatus, IncidentUpdate};
-use socbridge_secrets::MasterKey;
-use socbridge_sim::{ConfigOptions, ServiceNowFaults, SimConfig, SimHandle};
+use socbridge_sim::{ConfigOptions, ServiceNowFaults, SimHandle};
 use socbridge_store::Store;
 use std::time::{Duration, Instant};
 
-struct Rig {
-    sim: SimHandle,
-    engine: Engine,
-    store: Store,
-    _dir: tempfile::TempDir,
-}
-
 async fn rig(tenants: usize, events: usize, seed: u64) -> Rig {
-    let sim = socbridge_sim::start(SimConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tenants,
-        seed,
-        rate_per_minute: 0.0,
-        initial_events_per_tenant: events,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg_path = dir.path().join("socbridge.toml");
-    sim.write_config_with(
-        &cfg_path,
-        &ConfigOptions {
-            servicenow_section: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let config = Config::load(&cfg_path).unwrap();
+    let options = ConfigOptions {
+        servicenow_section: true,
+        ..ConfigOptions::default()
+    };
+    let rig = common::rig(sim_config(tenants, seed, events), &options).await;
     assert!(
-        config.servicenow.is_some(),
+        std::fs::read_to_string(rig.dir.path().join("socbridge.toml"))
+            .unwrap()
+            .contains("\n[servicenow]\n"),
         "the config has a [servicenow] section"
     );
-    let store = Store::open_sqlite(&dir.path().join("socbridge.db"))
-        .await
-        .unwrap();
-    let opts = EngineOptions {
-        http: socbridge_connectors::http::HttpOptions::for_tests(),
-        outbox_backoff_min: Duration::from_millis(5),
-        outbox_backoff_max: Duration::from_millis(50),
-        ..EngineOptions::default()
-    };
-    let engine = Engine::new(store.clone(), MasterKey::generate(), opts);
-    engine.apply_config(&config).await.unwrap();
-    Rig {
-        sim,
-        engine,
-        store,
-        _dir: dir,
-    }
+    rig
 }
 
 fn sn_counters(sim: &SimHandle) -> socbridge_sim::ServiceNowCounters {

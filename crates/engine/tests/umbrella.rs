@@ -3,57 +3,46 @@
 //! duplicated across pages, some orgs behind a regional redirect, one org revoked. The
 //! emulator's own records and counters are the witness.
 
-use socbridge_engine::{Config, Engine, EngineOptions};
+mod common;
+use common::*;
 use socbridge_model::{IncidentFilter, SourceKind};
-use socbridge_secrets::MasterKey;
 use socbridge_sim::{AddUmbrellaRecords, ConfigOptions, SimConfig, SimHandle, UmbrellaConfig};
-use socbridge_store::Store;
 use std::collections::BTreeSet;
 
 const CHILD_ORGS: usize = 50;
 
-struct Rig {
-    sim: SimHandle,
-    engine: Engine,
-    store: Store,
-    /// (tenant, org id) of every customer.
-    orgs: Vec<(String, String)>,
-    _dir: tempfile::TempDir,
-}
-
-async fn rig(seed: u64) -> Rig {
+/// The rig, and (tenant, org id) of every customer.
+async fn rig(seed: u64) -> (Rig, Vec<(String, String)>) {
     let tenants = 2;
-    let sim = socbridge_sim::start(SimConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        tenants,
-        seed,
-        initial_events_per_tenant: 40,
+    let sim = SimConfig {
         umbrella: UmbrellaConfig {
             extra_orgs: CHILD_ORGS - tenants,
             records_per_org: 120,
             ..UmbrellaConfig::default()
         },
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg_path = dir.path().join("socbridge.toml");
-    sim.write_config_with(
-        &cfg_path,
-        &ConfigOptions {
-            umbrella_sources: true,
-            ..ConfigOptions::default()
-        },
-    )
-    .unwrap();
+        ..sim_config(tenants, seed, 40)
+    };
+    let options = ConfigOptions {
+        umbrella_sources: true,
+        ..ConfigOptions::default()
+    };
     // Small pages, so every org's window takes several; the extra orgs as more customers.
-    let mut text = std::fs::read_to_string(&cfg_path).unwrap().replace(
-        "kind = \"umbrella\"\ncredential",
-        "kind = \"umbrella\"\npage_size = 15\ncredential",
-    );
-    let ep = sim.endpoints().clone();
-    let u = ep.umbrella.clone().expect("the Umbrella emulator runs");
+    let rig = rig_with(sim, &options, |sim, text| {
+        let mut text = text.replace(
+            "kind = \"umbrella\"\ncredential",
+            "kind = \"umbrella\"\npage_size = 15\ncredential",
+        );
+        let u = sim.endpoints().umbrella.clone().expect("the Umbrella emulator runs");
+        for (i, o) in u.extra_orgs.iter().enumerate() {
+            text.push_str(&format!(
+                "\n[[tenants]]\nname = \"customer-{i:02}\"\n\n[[tenants.sources]]\nname = \"umbrella\"\nkind = \"umbrella\"\npage_size = 15\ncredential = \"umbrella-mssp\"\norg_id = \"{}\"\n",
+                o.org_id
+            ));
+        }
+        text
+    })
+    .await;
+    let ep = rig.sim.endpoints().clone();
     let mut orgs: Vec<(String, String)> = ep
         .tenants
         .iter()
@@ -64,32 +53,10 @@ async fn rig(seed: u64) -> Rig {
             )
         })
         .collect();
-    for (i, o) in u.extra_orgs.iter().enumerate() {
-        let tenant = format!("customer-{i:02}");
-        text.push_str(&format!(
-            "\n[[tenants]]\nname = \"{tenant}\"\n\n[[tenants.sources]]\nname = \"umbrella\"\nkind = \"umbrella\"\npage_size = 15\ncredential = \"umbrella-mssp\"\norg_id = \"{}\"\n",
-            o.org_id
-        ));
-        orgs.push((tenant, o.org_id.to_string()));
+    for (i, o) in ep.umbrella.unwrap().extra_orgs.iter().enumerate() {
+        orgs.push((format!("customer-{i:02}"), o.org_id.to_string()));
     }
-    std::fs::write(&cfg_path, text).unwrap();
-    let config = Config::load(&cfg_path).unwrap();
-    let store = Store::open_sqlite(&dir.path().join("socbridge.db"))
-        .await
-        .unwrap();
-    let opts = EngineOptions {
-        http: socbridge_connectors::http::HttpOptions::for_tests(),
-        ..EngineOptions::default()
-    };
-    let engine = Engine::new(store.clone(), MasterKey::generate(), opts);
-    engine.apply_config(&config).await.unwrap();
-    Rig {
-        sim,
-        engine,
-        store,
-        orgs,
-        _dir: dir,
-    }
+    (rig, orgs)
 }
 
 /// What the default filter must store for an org: its blocked records of categories 65 and
@@ -110,11 +77,11 @@ fn expected(sim: &SimHandle, org: &str) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_orgs_one_token_nothing_lost_nothing_doubled() {
-    let rig = rig(81).await;
-    let (revoked_tenant, revoked_org) = rig.orgs[5].clone();
+    let (rig, orgs) = rig(81).await;
+    let (revoked_tenant, revoked_org) = orgs[5].clone();
     rig.sim.set_umbrella_revoked(&revoked_org, true).unwrap();
     // Records colliding in one second, and pages that repeat a record of the previous one.
-    for (_, org) in rig.orgs.iter().take(10) {
+    for (_, org) in orgs.iter().take(10) {
         rig.sim
             .add_umbrella_records(AddUmbrellaRecords {
                 org: org.clone(),
@@ -148,7 +115,7 @@ async fn fifty_orgs_one_token_nothing_lost_nothing_doubled() {
     }
 
     let mut total = 0;
-    for (tenant, org) in &rig.orgs {
+    for (tenant, org) in &orgs {
         if tenant == &revoked_tenant {
             continue;
         }
@@ -185,7 +152,7 @@ async fn fifty_orgs_one_token_nothing_lost_nothing_doubled() {
     );
     eprintln!(
         "{} orgs, {total} findings = the emulator's matching records, 0 lost, 0 doubled ({reread} re-read and dropped); {} token request(s); {} redirects; {limited} per-org 429s waited out",
-        rig.orgs.len() - 1,
+        orgs.len() - 1,
         c.tokens["parent"].issued,
         c.redirects,
     );
@@ -194,9 +161,9 @@ async fn fifty_orgs_one_token_nothing_lost_nothing_doubled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_computer_seen_by_both_vendors_is_one_incident() {
-    let rig = rig(83).await;
+    let (rig, orgs) = rig(83).await;
     rig.engine.poll_until_idle(50).await.unwrap();
-    let (tenant, org) = rig.orgs[0].clone();
+    let (tenant, org) = orgs[0].clone();
     let incidents = rig
         .store
         .list_incidents(&IncidentFilter {
