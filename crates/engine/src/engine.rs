@@ -481,6 +481,7 @@ impl Engine {
 
     /// The ticketing half of `serve`: the outbox worker every tick, sync-in polling on its
     /// interval. Each pass finishes what it started before shutdown is honoured.
+    /// The outbox worker (every tick) and ServiceNow sync-in (every `sync_interval`).
     async fn run_ticketing(self, shutdown: CancellationToken) {
         let mut ticker = tokio::time::interval(self.inner.opts.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -490,6 +491,11 @@ impl Engine {
                 _ = shutdown.cancelled() => return,
                 _ = ticker.tick() => {}
             }
+            // Containment and vendor write-backs go on without ticketing; ticket work waits
+            // for it (process_outbox skips it while there is no link).
+            if let Err(e) = self.process_outbox().await {
+                tracing::error!(error = %e, "outbox pass failed");
+            }
             let link = match self.link().await {
                 Ok(Some(l)) => l,
                 Ok(None) => continue,
@@ -498,9 +504,6 @@ impl Engine {
                     continue;
                 }
             };
-            if let Err(e) = self.process_outbox().await {
-                tracing::error!(error = %e, "outbox pass failed");
-            }
             let every = Duration::from_secs(link.settings.sync_interval_secs.max(1));
             if last_sync.is_none_or(|t| t.elapsed() >= every) {
                 last_sync = Some(Instant::now());

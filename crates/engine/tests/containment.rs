@@ -306,3 +306,42 @@ async fn moves_return_home_on_a_servicenow_close_and_deny_and_dry_run_hold() {
     );
     rig.sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_contains_without_ticketing() {
+    // No [servicenow] section: containment must not wait for ticketing.
+    let rig = common::rig(sim_config(1, 73, 60), &ConfigOptions::default()).await;
+    let tenant = rig.sim.endpoints().tenants[0].name.clone();
+    let mut p = policy(PolicyAction::Isolate, None);
+    p.deny_hosts = Some("^SRV-".into());
+    rig.store
+        .set_containment_policy(&tenant, Some(&p))
+        .await
+        .unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let daemon = tokio::spawn({
+        let engine = rig.engine.clone();
+        let stop = stop.clone();
+        async move { engine.run(stop).await }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let incidents = incidents_of(&rig.store, &tenant).await;
+        let acts = actions(&incidents);
+        let workstations = acts.keys().filter(|h| h.starts_with("WIN-")).count();
+        let applied = acts.values().filter(|(s, _)| s == "applied").count();
+        if workstations > 0 && applied == workstations {
+            let started = rig.sim.counters().secure_endpoint.tenants[&tenant].isolation_start;
+            assert_eq!(started, workstations as u64);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not contain: {acts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    daemon.await.unwrap().unwrap();
+    rig.sim.shutdown().await;
+}
