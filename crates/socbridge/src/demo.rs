@@ -105,6 +105,18 @@ pub async fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitCode> {
         MasterKey::load_or_create(&dir, std::env::var("SOCBRIDGE_MASTER_KEY").ok().as_deref())?;
     let engine = Engine::new(store.clone(), key, EngineOptions::default());
     engine.apply_config(&config).await?;
+    // A demo containment policy: isolate the workstation of every high or critical incident,
+    // never a server.
+    let policy = socbridge_model::ContainmentPolicy {
+        action: socbridge_model::PolicyAction::Isolate,
+        deny_hosts: Some("^SRV-".into()),
+        ..socbridge_model::ContainmentPolicy::default()
+    };
+    for t in &config.tenants {
+        store
+            .set_containment_policy(t.name.as_str(), Some(&policy))
+            .await?;
+    }
     eprintln!(
         "demo: {} tenants on the Secure Endpoint emulator at {}, the Symantec MSS emulator at {} (client certificates) and the Umbrella emulator at {} (one MSSP parent key), tickets in the ServiceNow emulator at {}; data in {}",
         args.tenants,
@@ -160,6 +172,9 @@ struct TenantSummary {
     tickets: u64,
     /// Incidents with more than one ticket (must be 0).
     doubled: u64,
+    /// Containment actions applied (workstations isolated), and skipped by the deny pattern.
+    isolated: u64,
+    skipped: u64,
     quarantined: i64,
     ok: bool,
 }
@@ -231,6 +246,20 @@ async fn summarise(store: &Store, sim: &SimHandle) -> anyhow::Result<Vec<TenantS
             .collect();
         let tickets = per_incident.iter().sum();
         let doubled = per_incident.iter().filter(|n| **n > 1).count() as u64;
+        // Containment: every planned action done (applied, or failed with its reason), each
+        // isolation started once at the emulator.
+        let incidents = store
+            .list_incidents(&socbridge_model::IncidentFilter {
+                tenants: vec![name.clone()],
+                limit: Some(10_000),
+                ..Default::default()
+            })
+            .await?;
+        let actions: Vec<_> = incidents.iter().flat_map(|i| i.actions.iter()).collect();
+        let isolated = actions.iter().filter(|a| a.state == "applied").count() as u64;
+        let skipped = actions.iter().filter(|a| a.state == "skipped").count() as u64;
+        let planned = actions.iter().filter(|a| a.state == "planned").count();
+        let contained_once = c.isolation_start == isolated && planned == 0;
         rows.push(TenantSummary {
             tenant: name.clone(),
             signals,
@@ -243,12 +272,15 @@ async fn summarise(store: &Store, sim: &SimHandle) -> anyhow::Result<Vec<TenantS
             incidents: counts.incidents,
             tickets,
             doubled,
+            isolated,
+            skipped,
             quarantined: counts.quarantined,
             ok: se_stored == se_signals
                 && mss_stored == mss_signals
                 && umb_stored == umb_signals
                 && stored == signals
                 && doubled == 0
+                && contained_once
                 && u64::try_from(counts.incidents).is_ok_and(|n| n == tickets),
         });
     }
@@ -309,6 +341,7 @@ async fn run_once(
                 "FINDINGS",
                 "INCIDENTS",
                 "TICKETS",
+                "ISOLATED",
                 "QUARANTINED",
                 "CHECK",
             ]);
@@ -320,9 +353,10 @@ async fn run_once(
                     r.findings.to_string(),
                     r.incidents.to_string(),
                     r.tickets.to_string(),
+                    format!("{} ({} servers spared)", r.isolated, r.skipped),
                     r.quarantined.to_string(),
                     if r.ok {
-                        "ok: every signal stored once, tickets = incidents".into()
+                        "ok: every signal once, one ticket each, each isolation once".into()
                     } else if r.doubled > 0 {
                         format!("MISMATCH: {} incidents with two tickets", r.doubled)
                     } else {
