@@ -249,7 +249,7 @@ async fn sn_get_faults(State(sim): State<Arc<Shared>>) -> Response {
 async fn sn_set_faults(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
     let sn = or_answer!(instance(&sim));
     let f: crate::ServiceNowFaults = or_answer!(parse(&body));
-    if !crate::servicenow::faults_valid(&f) {
+    if !state::faults_valid(&f) {
         return error(
             StatusCode::BAD_REQUEST,
             "every rate_* must be a probability between 0 and 1",
@@ -380,7 +380,7 @@ async fn sy_get_faults(State(sim): State<Arc<Shared>>) -> Response {
 async fn sy_set_faults(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
     let sym = or_answer!(symantec(&sim));
     let f: crate::SymantecFaults = or_answer!(parse(&body));
-    if !crate::symantec::faults_valid(&f) {
+    if !state::faults_valid(&f) {
         return error(
             StatusCode::BAD_REQUEST,
             "every rate_* must be a probability between 0 and 1",
@@ -464,7 +464,7 @@ async fn um_get_faults(State(sim): State<Arc<Shared>>) -> Response {
 async fn um_set_faults(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
     let umb = or_answer!(umbrella(&sim));
     let f: crate::UmbrellaFaults = or_answer!(parse(&body));
-    if !crate::umbrella::faults_valid(&f) {
+    if !state::faults_valid(&f) {
         return error(
             StatusCode::BAD_REQUEST,
             "every rate_* must be a probability between 0 and 1",

@@ -26,6 +26,7 @@
 mod catalog;
 mod control;
 mod files;
+mod net;
 mod secure_endpoint;
 mod servicenow;
 mod state;
@@ -348,7 +349,7 @@ impl SimHandle {
     /// `POST /_sim/servicenow/faults`. No effect when ServiceNow is disabled.
     pub fn set_servicenow_faults(&self, f: ServiceNowFaults) {
         if let Some(sn) = &self.shared.servicenow {
-            sn.lock().faults = servicenow::sanitise(f);
+            sn.lock().faults = state::sanitise(f);
         }
     }
 
@@ -415,7 +416,7 @@ impl SimHandle {
     /// `POST /_sim/symantec_mss/faults`. No effect when the emulator is disabled.
     pub fn set_symantec_faults(&self, f: SymantecFaults) {
         if let Ok(sym) = self.symantec() {
-            sym.lock().faults = symantec::sanitise(f);
+            sym.lock().faults = state::sanitise(f);
         }
     }
 
@@ -480,7 +481,7 @@ impl SimHandle {
     /// `POST /_sim/umbrella/faults`. No effect when the emulator is disabled.
     pub fn set_umbrella_faults(&self, f: UmbrellaFaults) {
         if let Ok(u) = self.umbrella() {
-            u.lock().faults = umbrella::sanitise(f);
+            u.lock().faults = state::sanitise(f);
         }
     }
 
@@ -580,74 +581,82 @@ impl Drop for SimHandle {
     }
 }
 
+/// A rate of arrivals must be a number >= 0.
+fn check_rate(field: &str, rate: f64) -> Result<(), SimError> {
+    if rate.is_finite() && rate >= 0.0 {
+        Ok(())
+    } else {
+        Err(SimError::Config(format!(
+            "{field} must be a number >= 0, got {rate}"
+        )))
+    }
+}
+
+/// Where an emulator with a port of its own listens: `offset` past the listen port, or any
+/// free port when that is 0; `no_port` words the refusal when the sum passes 65535.
+fn port_after(
+    listen: SocketAddr,
+    offset: u16,
+    no_port: impl FnOnce(u16) -> String,
+) -> Result<SocketAddr, SimError> {
+    let port = match listen.port() {
+        0 => 0,
+        p => p
+            .checked_add(offset)
+            .ok_or_else(|| SimError::Config(no_port(p)))?,
+    };
+    Ok(SocketAddr::new(listen.ip(), port))
+}
+
+/// The base URL a client uses for a port on `ip`.
+fn url(scheme: &str, ip: IpAddr, port: u16) -> String {
+    format!("{scheme}://{}", SocketAddr::new(ip, port))
+}
+
 /// Binds, builds every tenant, spawns the server (and the arrival generator when
 /// `rate_per_minute > 0`), and returns once the socket is listening.
 pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
     if cfg.tenants == 0 {
         return Err(SimError::Config("tenants must be at least 1".into()));
     }
-    if !(cfg.rate_per_minute.is_finite() && cfg.rate_per_minute >= 0.0) {
-        return Err(SimError::Config(format!(
-            "rate_per_minute must be a number >= 0, got {}",
-            cfg.rate_per_minute
-        )));
-    }
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
+    check_rate("rate_per_minute", cfg.rate_per_minute)?;
+    let (listener, local) = net::bind(cfg.listen)
         .await
         .map_err(|source| SimError::Bind {
             addr: cfg.listen,
             source,
         })?;
-    let local = listener.local_addr().map_err(|source| SimError::Bind {
-        addr: cfg.listen,
-        source,
-    })?;
     // A wildcard address is not somewhere a client can connect to: name loopback instead.
     let ip = match local.ip() {
         IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    let base_url = format!("http://{}", SocketAddr::new(ip, local.port()));
+    let base_url = url("http", ip, local.port());
 
     // ServiceNow: its own port, P+1 with a fixed P, any free one with P = 0.
     let servicenow = if cfg.servicenow.enabled {
-        let port = match cfg.listen.port() {
-            0 => 0,
-            p => p.checked_add(1).ok_or_else(|| {
-                SimError::Config("listen port 65535 leaves no port for ServiceNow".into())
-            })?,
-        };
-        let addr = SocketAddr::new(cfg.listen.ip(), port);
+        let addr = port_after(cfg.listen, 1, |_| {
+            "listen port 65535 leaves no port for ServiceNow".into()
+        })?;
         let (listener, sn_local) = servicenow::bind(addr)
             .await
             .map_err(|source| SimError::Bind { addr, source })?;
-        let sn_url = format!("http://{}", SocketAddr::new(ip, sn_local.port()));
-        Some((listener, sn_url))
+        Some((listener, url("http", ip, sn_local.port())))
     } else {
         None
     };
 
     // Symantec SWS: its own TLS port, P+2 with a fixed P, any free one with P = 0.
     let symantec = if cfg.symantec.enabled {
-        if !(cfg.symantec.rate_per_minute.is_finite() && cfg.symantec.rate_per_minute >= 0.0) {
-            return Err(SimError::Config(format!(
-                "symantec.rate_per_minute must be a number >= 0, got {}",
-                cfg.symantec.rate_per_minute
-            )));
-        }
-        let port = match cfg.listen.port() {
-            0 => 0,
-            p => p.checked_add(2).ok_or_else(|| {
-                SimError::Config("listen port 65534 or above leaves no port for Symantec".into())
-            })?,
-        };
-        let addr = SocketAddr::new(cfg.listen.ip(), port);
-        let (listener, sy_local) = symantec::bind(addr)
+        check_rate("symantec.rate_per_minute", cfg.symantec.rate_per_minute)?;
+        let addr = port_after(cfg.listen, 2, |_| {
+            "listen port 65534 or above leaves no port for Symantec".into()
+        })?;
+        let (listener, sy_local) = net::bind(addr)
             .await
             .map_err(|source| SimError::Bind { addr, source })?;
-        let sy_url = format!("https://{}", SocketAddr::new(ip, sy_local.port()));
-        Some((listener, sy_url))
+        Some((listener, url("https", ip, sy_local.port())))
     } else {
         None
     };
@@ -655,30 +664,16 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
     // Umbrella: the main host on P+3 and the regional warehouse on P+4 (any free ports with
     // P = 0), same address.
     let umbrella = if cfg.umbrella.enabled {
-        if !(cfg.umbrella.rate_per_minute.is_finite() && cfg.umbrella.rate_per_minute >= 0.0) {
-            return Err(SimError::Config(format!(
-                "umbrella.rate_per_minute must be a number >= 0, got {}",
-                cfg.umbrella.rate_per_minute
-            )));
-        }
+        check_rate("umbrella.rate_per_minute", cfg.umbrella.rate_per_minute)?;
         let mut bound = Vec::with_capacity(2);
         for offset in [3u16, 4] {
-            let port = match cfg.listen.port() {
-                0 => 0,
-                p => p.checked_add(offset).ok_or_else(|| {
-                    SimError::Config(format!(
-                        "listen port {p} leaves no port for Umbrella (P+3 and P+4)"
-                    ))
-                })?,
-            };
-            let addr = SocketAddr::new(cfg.listen.ip(), port);
-            let (listener, local) = umbrella::bind(addr)
+            let addr = port_after(cfg.listen, offset, |p| {
+                format!("listen port {p} leaves no port for Umbrella (P+3 and P+4)")
+            })?;
+            let (listener, local) = net::bind(addr)
                 .await
                 .map_err(|source| SimError::Bind { addr, source })?;
-            bound.push((
-                listener,
-                format!("http://{}", SocketAddr::new(ip, local.port())),
-            ));
+            bound.push((listener, url("http", ip, local.port())));
         }
         let (regional, main) = (bound.pop(), bound.pop());
         main.zip(regional)

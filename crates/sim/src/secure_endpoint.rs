@@ -7,6 +7,7 @@
 //! body faults (drop/truncate) spoil the answer after the handler ran, so a mutation did
 //! happen: the ambiguous failure a client must look up rather than blindly retry.
 
+use crate::net;
 use crate::state::{BodyFault, FaultPlan, RateInfo, Shared, StoredEvent};
 use crate::wire::{self, RequestUrl};
 use crate::world::{Computer, IsolationStatus, World};
@@ -17,12 +18,11 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Router, routing};
-use base64::Engine as _;
 use rand::Rng;
 use serde::Serialize;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// What the gate learned about a request, for the handler.
 #[derive(Clone, Debug)]
@@ -55,21 +55,6 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// (client id, api key) from an `Authorization: Basic ...` header.
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, b64) = value.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (id, key) = text.split_once(':')?;
-    Some((id.to_string(), key.to_string()))
-}
-
 /// Both spellings of the rate-limit headers, `Reset` in seconds until the window resets.
 fn rate_headers(headers: &mut HeaderMap, info: RateInfo) {
     let reset_at = SystemTime::now()
@@ -96,7 +81,7 @@ fn rate_headers(headers: &mut HeaderMap, info: RateInfo) {
 /// answer by status.
 async fn gate(State(sim): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
     let url = RequestUrl::of(&req, &sim.base_url);
-    let creds = basic_credentials(req.headers());
+    let creds = net::basic_header(req.headers());
     let admitted = {
         let mut st = sim.lock();
         let tenant = creds
@@ -201,7 +186,7 @@ async fn gate(State(sim): State<Arc<Shared>>, mut req: Request, next: Next) -> R
 
 /// Applies a body fault to a successful answer (counted only when there was a body to spoil).
 async fn spoil(sim: &Shared, resp: Response, fault: BodyFault) -> Response {
-    let (mut parts, body) = resp.into_parts();
+    let (parts, body) = resp.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
         return wire::error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -211,7 +196,6 @@ async fn spoil(sim: &Shared, resp: Response, fault: BodyFault) -> Response {
     if bytes.is_empty() {
         return Response::from_parts(parts, Body::from(bytes));
     }
-    let half = bytes.slice(..bytes.len() / 2);
     {
         let mut st = sim.lock();
         match fault {
@@ -219,33 +203,7 @@ async fn spoil(sim: &Shared, resp: Response, fault: BodyFault) -> Response {
             BodyFault::Truncate => st.fault_counts.truncate += 1,
         }
     }
-    match fault {
-        BodyFault::Truncate => {
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(half.len()));
-            Response::from_parts(parts, Body::from(half))
-        }
-        BodyFault::Drop => {
-            // The head and half the body go out; then the stream fails and the server aborts
-            // the connection, so the client sees a 200 whose body breaks off. The short pause
-            // lets the first half reach the socket before the abort.
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-            let first = futures::stream::iter([Ok::<Bytes, std::io::Error>(half)]);
-            let broken = futures::stream::once(async {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                Err(std::io::Error::other(
-                    "connection dropped by fault injection",
-                ))
-            });
-            Response::from_parts(
-                parts,
-                Body::from_stream(futures::StreamExt::chain(first, broken)),
-            )
-        }
-    }
+    net::spoiled(parts, bytes, fault)
 }
 
 async fn no_route(Extension(ctx): Extension<Ctx>, req: Request) -> Response {

@@ -139,6 +139,20 @@ pub(crate) struct FaultPlan {
     pub duplicate: bool,
 }
 
+impl FaultPlan {
+    /// Draws one request's faults (see [`draw_faults`]) for an emulator whose seventh fault
+    /// is the duplicate.
+    pub fn draw(rng: &mut ChaCha8Rng, f: &impl FaultRates) -> FaultPlan {
+        let (common, duplicate) = draw_faults(rng, f);
+        FaultPlan {
+            slow: common.slow,
+            error: common.error,
+            body: common.body,
+            duplicate,
+        }
+    }
+}
+
 /// The fault rates every emulator has.
 pub(crate) struct CommonRates {
     pub slow: f64,
@@ -157,11 +171,36 @@ pub(crate) struct CommonPlan {
     pub body: Option<BodyFault>,
 }
 
+/// A vendor's fault rates, as the shared draw, the sanitiser and the control API see them.
+pub(crate) trait FaultRates: Clone {
+    /// Every probability the vendor has.
+    fn rates_mut(&mut self) -> Vec<&mut f64>;
+    /// The rates of the faults every emulator draws.
+    fn common(&self) -> CommonRates;
+    /// The rate of the emulator's own (seventh) fault.
+    fn extra(&self) -> f64;
+}
+
+/// Fault rates as probabilities: NaN and out-of-range values are clamped into [0, 1].
+pub(crate) fn sanitise<F: FaultRates>(mut f: F) -> F {
+    for r in f.rates_mut() {
+        *r = if r.is_nan() { 0.0 } else { r.clamp(0.0, 1.0) };
+    }
+    f
+}
+
+/// Whether every rate is a probability (what the control API insists on).
+pub(crate) fn faults_valid<F: FaultRates>(f: &F) -> bool {
+    let mut f = f.clone();
+    f.rates_mut().iter().all(|r| (0.0..=1.0).contains(&**r))
+}
+
 /// Draws one request's faults: always seven draws in a fixed order (slow, 429, 500, 503,
 /// drop, truncate, then the emulator's own `extra` fault), so a seed replays the same
 /// decisions for the same sequence of requests. The first error drawn wins; a dropped body
 /// wins over a truncated one.
-pub(crate) fn draw_faults(rng: &mut ChaCha8Rng, r: CommonRates, extra: f64) -> (CommonPlan, bool) {
+pub(crate) fn draw_faults(rng: &mut ChaCha8Rng, f: &impl FaultRates) -> (CommonPlan, bool) {
+    let r = f.common();
     let mut hit = |p: f64| rng.random::<f64>() < p;
     let slow = hit(r.slow);
     let e429 = hit(r.status_429);
@@ -169,7 +208,7 @@ pub(crate) fn draw_faults(rng: &mut ChaCha8Rng, r: CommonRates, extra: f64) -> (
     let e503 = hit(r.status_503);
     let drop = hit(r.drop);
     let truncate = hit(r.truncate);
-    let extra = hit(extra);
+    let extra = hit(f.extra());
     let plan = CommonPlan {
         slow: slow.then(|| Duration::from_millis(r.slow_ms)),
         error: [(e429, 429), (e500, 500), (e503, 503)]
@@ -509,15 +548,12 @@ impl State {
             .enumerate()
             .map(|(i, t)| (t.world.client_id.clone(), i))
             .collect();
-        let mut fault_key = [0u8; 32];
-        fault_key[..8].copy_from_slice(&cfg.seed.to_le_bytes());
-        fault_key[8..16].copy_from_slice(b"sbfaults");
         State {
             tenants,
             by_name,
             by_client,
             faults: sanitise(cfg.faults.clone()),
-            fault_rng: rand::SeedableRng::from_seed(fault_key),
+            fault_rng: world::purpose_rng(cfg.seed, b"sbfaults", 0),
             rate_limit: DEFAULT_RATE_LIMIT,
             rate_window: DEFAULT_RATE_WINDOW,
             requests_total: 0,
@@ -599,26 +635,7 @@ impl State {
 
     /// Draws this request's faults (see [`draw_faults`]; the seventh draw is the duplicate).
     pub fn draw_faults(&mut self) -> FaultPlan {
-        let f = &self.faults;
-        let (common, duplicate) = draw_faults(
-            &mut self.fault_rng,
-            CommonRates {
-                slow: f.rate_slow,
-                slow_ms: f.slow_ms,
-                status_429: f.rate_429,
-                status_500: f.rate_500,
-                status_503: f.rate_503,
-                drop: f.rate_drop,
-                truncate: f.rate_truncate,
-            },
-            f.rate_duplicate,
-        );
-        FaultPlan {
-            slow: common.slow,
-            error: common.error,
-            body: common.body,
-            duplicate,
-        }
+        FaultPlan::draw(&mut self.fault_rng, &self.faults)
     }
 
     /// Counts one `/v1` answer.
@@ -649,33 +666,32 @@ impl State {
     }
 }
 
-/// Fault rates as probabilities: NaN and out-of-range values are clamped into [0, 1].
-pub(crate) fn sanitise(mut f: Faults) -> Faults {
-    for r in [
-        &mut f.rate_429,
-        &mut f.rate_500,
-        &mut f.rate_503,
-        &mut f.rate_slow,
-        &mut f.rate_drop,
-        &mut f.rate_truncate,
-        &mut f.rate_duplicate,
-    ] {
-        *r = if r.is_nan() { 0.0 } else { r.clamp(0.0, 1.0) };
+impl FaultRates for Faults {
+    fn rates_mut(&mut self) -> Vec<&mut f64> {
+        vec![
+            &mut self.rate_429,
+            &mut self.rate_500,
+            &mut self.rate_503,
+            &mut self.rate_slow,
+            &mut self.rate_drop,
+            &mut self.rate_truncate,
+            &mut self.rate_duplicate,
+        ]
     }
-    f
-}
 
-/// Whether every rate is a probability (what the control API insists on).
-pub(crate) fn faults_valid(f: &Faults) -> bool {
-    [
-        f.rate_429,
-        f.rate_500,
-        f.rate_503,
-        f.rate_slow,
-        f.rate_drop,
-        f.rate_truncate,
-        f.rate_duplicate,
-    ]
-    .iter()
-    .all(|r| (0.0..=1.0).contains(r))
+    fn common(&self) -> CommonRates {
+        CommonRates {
+            slow: self.rate_slow,
+            slow_ms: self.slow_ms,
+            status_429: self.rate_429,
+            status_500: self.rate_500,
+            status_503: self.rate_503,
+            drop: self.rate_drop,
+            truncate: self.rate_truncate,
+        }
+    }
+
+    fn extra(&self) -> f64 {
+        self.rate_duplicate
+    }
 }

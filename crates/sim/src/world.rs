@@ -43,6 +43,17 @@ pub(crate) enum Stream {
     Later = 3,
 }
 
+/// The random generator of one (seed, purpose, stream): the emulators' own draws (keys,
+/// data, faults), each purpose a fixed eight-byte tag.
+pub(crate) fn purpose_rng(seed: u64, purpose: &[u8; 8], stream: u64) -> ChaCha8Rng {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..16].copy_from_slice(purpose);
+    let mut r = ChaCha8Rng::from_seed(key);
+    r.set_stream(stream);
+    r
+}
+
 /// The random generator of one (seed, tenant, purpose).
 pub(crate) fn tenant_rng(seed: u64, tenant: usize, stream: Stream) -> ChaCha8Rng {
     let mut key = [0u8; 32];

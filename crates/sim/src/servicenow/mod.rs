@@ -25,9 +25,10 @@ pub(crate) use server::{bind, serve};
 pub(crate) use webhook::worker as webhook_worker;
 
 use crate::RequestCounters;
+use crate::world::purpose_rng as rng;
 use instance::{Instance, Rules};
 use query::Unknown;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -312,37 +313,34 @@ pub(crate) struct Sn {
 /// A committed change's journal rows, newest per field, for the push.
 pub(crate) use instance::Change;
 
-fn rng(seed: u64, purpose: &[u8; 8]) -> ChaCha8Rng {
-    let mut key = [0u8; 32];
-    key[..8].copy_from_slice(&seed.to_le_bytes());
-    key[8..16].copy_from_slice(purpose);
-    ChaCha8Rng::from_seed(key)
-}
-
-/// Fault rates as probabilities: NaN and out-of-range values are clamped into [0, 1].
-pub(crate) fn sanitise(mut f: ServiceNowFaults) -> ServiceNowFaults {
-    for r in rates_mut(&mut f) {
-        *r = if r.is_nan() { 0.0 } else { r.clamp(0.0, 1.0) };
+impl crate::state::FaultRates for ServiceNowFaults {
+    fn rates_mut(&mut self) -> Vec<&mut f64> {
+        vec![
+            &mut self.rate_429,
+            &mut self.rate_500,
+            &mut self.rate_503,
+            &mut self.rate_slow,
+            &mut self.rate_drop,
+            &mut self.rate_truncate,
+            &mut self.rate_commit_drop,
+        ]
     }
-    f
-}
 
-fn rates_mut(f: &mut ServiceNowFaults) -> [&mut f64; 7] {
-    [
-        &mut f.rate_429,
-        &mut f.rate_500,
-        &mut f.rate_503,
-        &mut f.rate_slow,
-        &mut f.rate_drop,
-        &mut f.rate_truncate,
-        &mut f.rate_commit_drop,
-    ]
-}
+    fn common(&self) -> crate::state::CommonRates {
+        crate::state::CommonRates {
+            slow: self.rate_slow,
+            slow_ms: self.slow_ms,
+            status_429: self.rate_429,
+            status_500: self.rate_500,
+            status_503: self.rate_503,
+            drop: self.rate_drop,
+            truncate: self.rate_truncate,
+        }
+    }
 
-/// Whether every rate is a probability (what the control API insists on).
-pub(crate) fn faults_valid(f: &ServiceNowFaults) -> bool {
-    let mut f = f.clone();
-    rates_mut(&mut f).iter().all(|r| (0.0..=1.0).contains(&**r))
+    fn extra(&self) -> f64 {
+        self.rate_commit_drop
+    }
 }
 
 /// Wall-clock now as the instance writes times: `YYYY-MM-DD HH:MM:SS`, UTC.
@@ -359,8 +357,8 @@ impl Sn {
         hooks: mpsc::UnboundedSender<webhook::Job>,
         shutdown: CancellationToken,
     ) -> Sn {
-        let mut id_rng = rng(seed, b"sbsim-sn");
-        let mut secrets = rng(seed, b"sbsn-key");
+        let id_rng = rng(seed, b"sbsim-sn", 1);
+        let mut secrets = rng(seed, b"sbsn-key", 0);
         let rules = Rules {
             close_codes: cfg.close_codes.clone(),
             closed_read_only: cfg.closed_read_only,
@@ -370,7 +368,6 @@ impl Sn {
                 Unknown::Ignore
             },
         };
-        id_rng.set_stream(1);
         let mut inst = Instance::new(id_rng, rules);
         let oauth = ServiceNowOAuthClient {
             client_id: crate::world::hex_string(&mut secrets, 16),
@@ -402,7 +399,7 @@ impl Sn {
             webhook_header: cfg.webhook_header.clone(),
         };
         // Tickets other people opened: a query that forgets its filter sees them.
-        let mut data = rng(seed, b"sbsn-dat");
+        let mut data = rng(seed, b"sbsn-dat", 0);
         let now = now_text();
         for n in 0..cfg.initial_incidents {
             let caller = &inst.users[3 + n % 2].sys_id.clone();
@@ -427,11 +424,10 @@ impl Sn {
             ..ServiceNowCounters::default()
         };
         counters.incidents_total = inst.incidents.len() as u64;
-        let mut fault_rng = rng(seed, b"sbsnfalt");
-        fault_rng.set_stream(2);
+        let fault_rng = rng(seed, b"sbsnfalt", 2);
         let state = SnState {
             inst,
-            faults: sanitise(cfg.faults.clone()),
+            faults: crate::state::sanitise(cfg.faults.clone()),
             fault_rng,
             outage: false,
             rate_limit: cfg.rate_limit.clone().filter(|r| r.limit > 0),
@@ -473,20 +469,7 @@ impl SnState {
     /// Draws this request's faults (see [`crate::state::draw_faults`]; the seventh draw is
     /// commit-then-drop).
     pub fn draw(&mut self) -> Plan {
-        let f = &self.faults;
-        let (common, commit_drop) = crate::state::draw_faults(
-            &mut self.fault_rng,
-            crate::state::CommonRates {
-                slow: f.rate_slow,
-                slow_ms: f.slow_ms,
-                status_429: f.rate_429,
-                status_500: f.rate_500,
-                status_503: f.rate_503,
-                drop: f.rate_drop,
-                truncate: f.rate_truncate,
-            },
-            f.rate_commit_drop,
-        );
+        let (common, commit_drop) = crate::state::draw_faults(&mut self.fault_rng, &self.faults);
         Plan {
             slow: common.slow,
             error: common.error,

@@ -11,24 +11,21 @@
 use super::instance::{self, Display, Refusal, Row, Table, View};
 use super::query::Query;
 use super::{Plan, Sn, Spoil, WriteOutcome, now_text};
+use crate::net::{self, KillStream};
 use crate::wire::{self, RequestUrl};
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use axum::serve::{IncomingStream, Listener};
-use base64::Engine as _;
 use serde_json::{Map, Value, json};
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Content type of every Table API answer (the instance's spelling).
@@ -56,75 +53,22 @@ impl Conn {
     }
 }
 
-/// A TCP stream that fails once its [`Conn`] is killed.
-pub(crate) struct KillStream {
-    inner: TcpStream,
-    killed: Arc<AtomicBool>,
-}
-
-fn cut() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::ConnectionAborted,
-        "connection cut by fault injection (commit-drop)",
-    )
-}
-
-impl AsyncRead for KillStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.killed.load(Ordering::SeqCst) {
-            return Poll::Ready(Err(cut()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for KillStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        if self.killed.load(Ordering::SeqCst) {
-            return Poll::Ready(Err(cut()));
-        }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.killed.load(Ordering::SeqCst) {
-            return Poll::Ready(Err(cut()));
-        }
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
 /// The instance's listening socket.
 pub(crate) struct SnListener {
     inner: TcpListener,
 }
 
 impl Listener for SnListener {
-    type Io = KillStream;
+    type Io = KillStream<TcpStream>;
     type Addr = Conn;
 
-    async fn accept(&mut self) -> (KillStream, Conn) {
+    async fn accept(&mut self) -> (KillStream<TcpStream>, Conn) {
         loop {
             match self.inner.accept().await {
                 Ok((stream, peer)) => {
                     let killed = Arc::new(AtomicBool::new(false));
                     return (
-                        KillStream {
-                            inner: stream,
-                            killed: killed.clone(),
-                        },
+                        KillStream::new(stream, killed.clone()),
                         Conn { peer, killed },
                     );
                 }
@@ -153,8 +97,7 @@ impl Connected<IncomingStream<'_, SnListener>> for Conn {
 
 /// Binds the instance's port.
 pub(crate) async fn bind(addr: SocketAddr) -> io::Result<(SnListener, SocketAddr)> {
-    let inner = TcpListener::bind(addr).await?;
-    let local = inner.local_addr()?;
+    let (inner, local) = net::bind(addr).await?;
     Ok((SnListener { inner }, local))
 }
 
@@ -312,20 +255,8 @@ fn authenticate(st: &super::SnState, headers: &HeaderMap) -> Option<usize> {
     if scheme.eq_ignore_ascii_case("bearer") {
         return st.bearer(cred.trim());
     }
-    let (user, password) = basic(scheme, cred)?;
+    let (user, password) = net::basic(scheme, cred)?;
     st.inst.login(&user, &password)
-}
-
-fn basic(scheme: &str, cred: &str) -> Option<(String, String)> {
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(cred.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (u, p) = text.split_once(':')?;
-    Some((u.to_string(), p.to_string()))
 }
 
 /// Every request of the instance's port.
@@ -464,14 +395,13 @@ async fn handle(
 
 /// Applies a body fault to a successful answer (counted only when there was a body).
 async fn spoil(sn: &Sn, resp: Response, fault: Spoil) -> Response {
-    let (mut parts, body) = resp.into_parts();
+    let (parts, body) = resp.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
         return failure(500, "Internal Server Error", "could not buffer the answer");
     };
     if bytes.is_empty() {
         return Response::from_parts(parts, Body::from(bytes));
     }
-    let half = bytes.slice(..bytes.len() / 2);
     {
         let mut st = sn.lock();
         match fault {
@@ -479,30 +409,7 @@ async fn spoil(sn: &Sn, resp: Response, fault: Spoil) -> Response {
             Spoil::Truncate => st.counters.faults.truncate += 1,
         }
     }
-    match fault {
-        Spoil::Truncate => {
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(half.len()));
-            Response::from_parts(parts, Body::from(half))
-        }
-        Spoil::Drop => {
-            // Head and half the body go out, then the stream fails and the connection is
-            // aborted; the pause lets the first half reach the socket first.
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-            let first = futures::stream::iter([Ok::<Bytes, io::Error>(half)]);
-            let broken = futures::stream::once(async {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                Err(io::Error::other("connection dropped by fault injection"))
-            });
-            Response::from_parts(
-                parts,
-                Body::from_stream(futures::StreamExt::chain(first, broken)),
-            )
-        }
-    }
+    net::spoiled(parts, bytes, fault)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -530,11 +437,7 @@ fn token(sn: &Sn, method: &Method, headers: &HeaderMap, body: &[u8]) -> Response
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     let get = |k: &str| wire::last_value(&form, k).map(str::to_string);
-    let from_header = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().split_once(' '))
-        .and_then(|(s, c)| basic(s, c));
+    let from_header = net::basic_header(headers);
     let (client_id, client_secret) = match (get("client_id"), get("client_secret"), from_header) {
         (Some(id), Some(secret), _) => (id, secret),
         (_, _, Some((id, secret))) => (id, secret),

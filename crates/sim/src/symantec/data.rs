@@ -329,6 +329,24 @@ impl Incident {
             time_offset(t)
         }
     }
+
+    /// Sets the workflow members given (already checked against the accepted values).
+    pub fn set_workflow(
+        &mut self,
+        status: Option<String>,
+        resolution: Option<String>,
+        severity: Option<&str>,
+    ) {
+        if let Some(s) = status {
+            self.status = s;
+        }
+        if let Some(r) = resolution {
+            self.resolution = r;
+        }
+        if let Some(s) = severity {
+            self.severity = s.to_string();
+        }
+    }
 }
 
 fn hex(rng: &mut ChaCha8Rng, n: usize) -> String {

@@ -28,12 +28,13 @@ mod server;
 mod soap;
 mod wsdl;
 
-pub(crate) use server::{bind, serve};
+pub(crate) use server::serve;
 
 use crate::RequestCounters;
+use crate::world::purpose_rng as rng;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use data::{Customer, Incident};
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -323,38 +324,34 @@ pub(crate) struct Sym {
     pub shutdown: CancellationToken,
 }
 
-fn rng(seed: u64, purpose: &[u8; 8], stream: u64) -> ChaCha8Rng {
-    let mut key = [0u8; 32];
-    key[..8].copy_from_slice(&seed.to_le_bytes());
-    key[8..16].copy_from_slice(purpose);
-    let mut r = ChaCha8Rng::from_seed(key);
-    r.set_stream(stream);
-    r
-}
-
-/// Fault rates as probabilities: NaN and out-of-range values are clamped into [0, 1].
-pub(crate) fn sanitise(mut f: SymantecFaults) -> SymantecFaults {
-    for r in rates_mut(&mut f) {
-        *r = if r.is_nan() { 0.0 } else { r.clamp(0.0, 1.0) };
+impl crate::state::FaultRates for SymantecFaults {
+    fn rates_mut(&mut self) -> Vec<&mut f64> {
+        vec![
+            &mut self.rate_500,
+            &mut self.rate_503,
+            &mut self.rate_slow,
+            &mut self.rate_drop,
+            &mut self.rate_truncate,
+            &mut self.rate_commit_drop,
+        ]
     }
-    f
-}
 
-fn rates_mut(f: &mut SymantecFaults) -> [&mut f64; 6] {
-    [
-        &mut f.rate_500,
-        &mut f.rate_503,
-        &mut f.rate_slow,
-        &mut f.rate_drop,
-        &mut f.rate_truncate,
-        &mut f.rate_commit_drop,
-    ]
-}
+    fn common(&self) -> crate::state::CommonRates {
+        crate::state::CommonRates {
+            slow: self.rate_slow,
+            slow_ms: self.slow_ms,
+            // 429 is not something IIS answers here.
+            status_429: 0.0,
+            status_500: self.rate_500,
+            status_503: self.rate_503,
+            drop: self.rate_drop,
+            truncate: self.rate_truncate,
+        }
+    }
 
-/// Whether every rate is a probability (what the control API insists on).
-pub(crate) fn faults_valid(f: &SymantecFaults) -> bool {
-    let mut f = f.clone();
-    rates_mut(&mut f).iter().all(|r| (0.0..=1.0).contains(&**r))
+    fn extra(&self) -> f64 {
+        self.rate_commit_drop
+    }
 }
 
 /// Parses `StartTimeStampGMT` in the forms clients send: RFC 3339 with any fraction
@@ -464,7 +461,7 @@ impl Sym {
             owner: HashMap::new(),
             next_number,
             number_rng,
-            faults: sanitise(cfg.faults.clone()),
+            faults: crate::state::sanitise(cfg.faults.clone()),
             fault_rng: rng(seed, b"sbsyfalt", 2),
             statuses: cfg.statuses.clone(),
             resolutions: cfg.resolutions.clone(),
@@ -629,15 +626,7 @@ impl SymState {
             .get_mut(&c.incident_number)
             .ok_or(SymantecError::UnknownIncident(c.incident_number))?;
         let when = bump(inc.updated);
-        if let Some(s) = status {
-            inc.status = s;
-        }
-        if let Some(r) = resolution {
-            inc.resolution = r;
-        }
-        if let Some(s) = severity {
-            inc.severity = s.to_string();
-        }
+        inc.set_workflow(status, resolution, severity);
         if let Some(text) = c.comment.as_deref().filter(|s| !s.is_empty()) {
             inc.comments.push(data::Comment {
                 time: when,
@@ -665,20 +654,7 @@ impl SymState {
 
     /// Draws one request's faults (the shared draw; 429 is not something IIS answers here).
     pub fn draw(&mut self) -> Plan {
-        let f = &self.faults;
-        let (common, commit_drop) = crate::state::draw_faults(
-            &mut self.fault_rng,
-            crate::state::CommonRates {
-                slow: f.rate_slow,
-                slow_ms: f.slow_ms,
-                status_429: 0.0,
-                status_500: f.rate_500,
-                status_503: f.rate_503,
-                drop: f.rate_drop,
-                truncate: f.rate_truncate,
-            },
-            f.rate_commit_drop,
-        );
+        let (common, commit_drop) = crate::state::draw_faults(&mut self.fault_rng, &self.faults);
         Plan {
             slow: common.slow,
             error: common.error,

@@ -11,9 +11,10 @@
 use super::data::{self, Incident};
 use super::soap::{self, FaultCode, SoapRequest, SoapVersion};
 use super::{Plan, Sym, WorkflowCounters, bump, canonical, parse_timestamp, wsdl};
+use crate::net::{self, KillStream};
 use crate::state::BodyFault;
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
@@ -22,15 +23,11 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 use tower::ServiceExt as _;
 
 /// The service's path.
@@ -57,64 +54,6 @@ impl Peer {
     fn kill(&self) {
         self.killed.store(true, Ordering::SeqCst);
     }
-}
-
-/// A TLS stream that fails once its [`Peer`] is killed: the server then drops the
-/// connection without sending what the handler returned.
-struct KillStream {
-    inner: TlsStream<TcpStream>,
-    killed: Arc<AtomicBool>,
-}
-
-fn cut() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::ConnectionAborted,
-        "connection cut by fault injection (commit-drop)",
-    )
-}
-
-impl AsyncRead for KillStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.killed.load(Ordering::SeqCst) {
-            return Poll::Ready(Err(cut()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for KillStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        if self.killed.load(Ordering::SeqCst) {
-            return Poll::Ready(Err(cut()));
-        }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.killed.load(Ordering::SeqCst) {
-            return Poll::Ready(Err(cut()));
-        }
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// Binds the service's port.
-pub(crate) async fn bind(addr: SocketAddr) -> io::Result<(TcpListener, SocketAddr)> {
-    let l = TcpListener::bind(addr).await?;
-    let local = l.local_addr()?;
-    Ok((l, local))
 }
 
 /// Counts a refused handshake by its cause.
@@ -178,7 +117,7 @@ pub(crate) async fn serve(sym: Arc<Sym>, listener: TcpListener) {
                 addr,
                 killed: killed.clone(),
             };
-            let io = TokioIo::new(KillStream { inner: tls, killed });
+            let io = TokioIo::new(KillStream::new(tls, killed));
             let svc = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
                     let router = router.clone();
@@ -486,7 +425,7 @@ async fn soap_post(sym: &Arc<Sym>, tenant: usize, peer: &Peer, req: Request) -> 
 
 /// Applies a body fault to a successful answer.
 async fn spoil(sym: &Sym, resp: Response, fault: BodyFault) -> Response {
-    let (mut parts, body) = resp.into_parts();
+    let (parts, body) = resp.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
         return iis_page(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -494,7 +433,6 @@ async fn spoil(sym: &Sym, resp: Response, fault: BodyFault) -> Response {
             "could not buffer the answer",
         );
     };
-    let half = bytes.slice(..bytes.len() / 2);
     {
         let mut st = sym.lock();
         match fault {
@@ -502,30 +440,7 @@ async fn spoil(sym: &Sym, resp: Response, fault: BodyFault) -> Response {
             BodyFault::Truncate => st.counters.faults.truncate += 1,
         }
     }
-    match fault {
-        BodyFault::Truncate => {
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(half.len()));
-            Response::from_parts(parts, Body::from(half))
-        }
-        BodyFault::Drop => {
-            // Head and half the body go out, then the stream fails and the connection is
-            // aborted; the pause lets the first half reach the socket first.
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-            let first = futures::stream::iter([Ok::<Bytes, io::Error>(half)]);
-            let broken = futures::stream::once(async {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                Err(io::Error::other("connection dropped by fault injection"))
-            });
-            Response::from_parts(
-                parts,
-                Body::from_stream(futures::StreamExt::chain(first, broken)),
-            )
-        }
-    }
+    net::spoiled(parts, bytes, fault)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -720,15 +635,7 @@ fn update(sym: &Sym, tenant: usize, version: SoapVersion, call: &SoapRequest) ->
         return not_found(version, &number.to_string());
     };
     let when = bump(inc.updated);
-    if let Some(s) = status {
-        inc.status = s;
-    }
-    if let Some(r) = resolution {
-        inc.resolution = r;
-    }
-    if let Some(s) = severity {
-        inc.severity = s.to_string();
-    }
+    inc.set_workflow(status, resolution, severity);
     if let Some(org) = call.non_empty("AssignedToOrganiztion") {
         inc.assigned_organization = org.to_string();
         inc.assigned_person.clear();

@@ -23,12 +23,13 @@ mod data;
 mod query;
 mod server;
 
-pub(crate) use server::{Host, bind, serve};
+pub(crate) use server::{Host, serve};
 
 use crate::RequestCounters;
+use crate::world::purpose_rng as rng;
 use data::{Fingerprint, Kind, OrgWorld, Overrides, Record};
+use rand::Rng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -357,14 +358,9 @@ struct Token {
     expires: Instant,
 }
 
-/// The fault decisions for one request.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Plan {
-    pub slow: Option<Duration>,
-    pub error: Option<u16>,
-    pub body: Option<crate::state::BodyFault>,
-    pub duplicate: bool,
-}
+/// The fault decisions for one request: those of Secure Endpoint (the seventh is the
+/// duplicate).
+pub(crate) use crate::state::FaultPlan as Plan;
 
 /// Everything mutable, behind one lock (never held across an await).
 pub(crate) struct UmbState {
@@ -397,39 +393,34 @@ pub(crate) struct Umb {
     pub shutdown: CancellationToken,
 }
 
-fn rng(seed: u64, purpose: &[u8; 8], stream: u64) -> ChaCha8Rng {
-    let mut key = [0u8; 32];
-    key[..8].copy_from_slice(&seed.to_le_bytes());
-    key[8..16].copy_from_slice(purpose);
-    let mut r = ChaCha8Rng::from_seed(key);
-    r.set_stream(stream);
-    r
-}
-
-/// Fault rates as probabilities: NaN and out-of-range values are clamped into [0, 1].
-pub(crate) fn sanitise(mut f: UmbrellaFaults) -> UmbrellaFaults {
-    for r in rates_mut(&mut f) {
-        *r = if r.is_nan() { 0.0 } else { r.clamp(0.0, 1.0) };
+impl crate::state::FaultRates for UmbrellaFaults {
+    fn rates_mut(&mut self) -> Vec<&mut f64> {
+        vec![
+            &mut self.rate_429,
+            &mut self.rate_500,
+            &mut self.rate_503,
+            &mut self.rate_slow,
+            &mut self.rate_drop,
+            &mut self.rate_truncate,
+            &mut self.rate_duplicate,
+        ]
     }
-    f
-}
 
-fn rates_mut(f: &mut UmbrellaFaults) -> [&mut f64; 7] {
-    [
-        &mut f.rate_429,
-        &mut f.rate_500,
-        &mut f.rate_503,
-        &mut f.rate_slow,
-        &mut f.rate_drop,
-        &mut f.rate_truncate,
-        &mut f.rate_duplicate,
-    ]
-}
+    fn common(&self) -> crate::state::CommonRates {
+        crate::state::CommonRates {
+            slow: self.rate_slow,
+            slow_ms: self.slow_ms,
+            status_429: self.rate_429,
+            status_500: self.rate_500,
+            status_503: self.rate_503,
+            drop: self.rate_drop,
+            truncate: self.rate_truncate,
+        }
+    }
 
-/// Whether every rate is a probability (what the control API insists on).
-pub(crate) fn faults_valid(f: &UmbrellaFaults) -> bool {
-    let mut f = f.clone();
-    rates_mut(&mut f).iter().all(|r| (0.0..=1.0).contains(&**r))
+    fn extra(&self) -> f64 {
+        self.rate_duplicate
+    }
 }
 
 /// Wall-clock now in epoch milliseconds.
@@ -553,7 +544,7 @@ impl Umb {
             token_ttl: cfg.token_ttl,
             token_limit: cfg.token_requests_per_minute,
             rate_limit: cfg.rate_limit.clone().filter(|r| r.limit > 0),
-            faults: sanitise(cfg.faults.clone()),
+            faults: crate::state::sanitise(cfg.faults.clone()),
             fault_rng: rng(seed, b"sbumfalt", 2),
             order_rng: rng(seed, b"sbum-ord", 3),
             next_seq: 0,
@@ -719,26 +710,7 @@ impl UmbState {
 
     /// Draws one request's faults (the shared draw; the seventh is the duplicate).
     pub fn draw(&mut self) -> Plan {
-        let f = &self.faults;
-        let (common, duplicate) = crate::state::draw_faults(
-            &mut self.fault_rng,
-            crate::state::CommonRates {
-                slow: f.rate_slow,
-                slow_ms: f.slow_ms,
-                status_429: f.rate_429,
-                status_500: f.rate_500,
-                status_503: f.rate_503,
-                drop: f.rate_drop,
-                truncate: f.rate_truncate,
-            },
-            f.rate_duplicate,
-        );
-        Plan {
-            slow: common.slow,
-            error: common.error,
-            body: common.body,
-            duplicate,
-        }
+        Plan::draw(&mut self.fault_rng, &self.faults)
     }
 
     /// Counts one answer and its path kind.

@@ -12,6 +12,7 @@
 use super::data::Kind;
 use super::query::Params;
 use super::{Principal, Umb, now_ms};
+use crate::net;
 use crate::state::BodyFault;
 use crate::wire::{self, RequestUrl};
 use axum::Router;
@@ -19,12 +20,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
-use base64::Engine as _;
 use serde_json::{Value, json};
-use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// Content type of every answer.
@@ -41,13 +38,6 @@ const TRAFFIC_HEADER: &str = "x-traffic-type";
 pub(crate) enum Host {
     Main,
     Regional,
-}
-
-/// Binds one host's port.
-pub(crate) async fn bind(addr: SocketAddr) -> io::Result<(TcpListener, SocketAddr)> {
-    let l = TcpListener::bind(addr).await?;
-    let local = l.local_addr()?;
-    Ok((l, local))
 }
 
 /// Serves one host until shutdown.
@@ -139,21 +129,6 @@ impl Route {
     }
 }
 
-/// `Basic key:secret` from the Authorization header.
-fn basic(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, cred) = value.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(cred.trim())
-        .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (k, s) = text.split_once(':')?;
-    Some((k.to_string(), s.to_string()))
-}
-
 fn bearer(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.trim().split_once(' ')?;
@@ -226,7 +201,7 @@ fn token(
         return message(405, "Method Not Allowed");
     };
     let mut st = umb.lock();
-    let Some(principal) = basic(headers).and_then(|(k, s)| st.login(&k, &s)) else {
+    let Some(principal) = net::basic_header(headers).and_then(|(k, s)| st.login(&k, &s)) else {
         return message(401, "Unauthorized");
     };
     match grant.as_deref() {
@@ -424,37 +399,7 @@ async fn activity(
     let resp = answer(StatusCode::OK, text.clone());
     match plan.body {
         None => resp,
-        Some(fault) => spoil(resp, Bytes::from(text), fault),
-    }
-}
-
-/// Applies a body fault to a 200 answer.
-fn spoil(resp: Response, bytes: Bytes, fault: BodyFault) -> Response {
-    let (mut parts, _) = resp.into_parts();
-    let half = bytes.slice(..bytes.len() / 2);
-    match fault {
-        BodyFault::Truncate => {
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(half.len()));
-            Response::from_parts(parts, Body::from(half))
-        }
-        BodyFault::Drop => {
-            // Head and half the body go out, then the stream fails and the connection is
-            // aborted; the pause lets the first half reach the socket first.
-            parts
-                .headers
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-            let first = futures::stream::iter([Ok::<Bytes, io::Error>(half)]);
-            let broken = futures::stream::once(async {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                Err(io::Error::other("connection dropped by fault injection"))
-            });
-            Response::from_parts(
-                parts,
-                Body::from_stream(futures::StreamExt::chain(first, broken)),
-            )
-        }
+        Some(fault) => net::spoiled(resp.into_parts().0, Bytes::from(text), fault),
     }
 }
 
