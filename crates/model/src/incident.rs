@@ -161,6 +161,9 @@ pub struct IncidentFilter {
     /// Incidents with an `ip` observable equal to this.
     pub source_ip: Option<String>,
     pub limit: Option<u32>,
+    /// Keyset paging: only incidents listed after this `(updated_at, id)` in the list's order
+    /// (newest first), i.e. strictly older, or as old with a smaller id. The API's cursor.
+    pub before: Option<(Timestamp, IncidentId)>,
 }
 
 /// An analyst's change to an incident. `None` leaves a field as it is.

@@ -79,6 +79,33 @@ pub enum Command {
     /// Credentials shared by several sources (an MSSP's Umbrella parent key).
     #[command(subcommand)]
     Credential(CredentialCommand),
+    /// Bearer tokens of the HTTP API (shown once, stored hashed).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it (once: only its hash is kept).
+    Create(TokenCreateArgs),
+    /// List tokens (never the tokens themselves: id, prefix, role, tenants).
+    List,
+    /// Revoke a token by its id.
+    Revoke { id: i64 },
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// `admin` (every tenant; manages tenants, sources and tokens) or `analyst` (its tenants'
+    /// incidents only).
+    #[arg(long)]
+    pub role: String,
+    /// A tenant the analyst may see (repeat for several). Not for admins.
+    #[arg(long = "tenant", value_name = "TENANT")]
+    pub tenants: Vec<String>,
+    /// A label to recognise the token by (who or what holds it).
+    #[arg(long)]
+    pub label: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -39,6 +39,7 @@ async fn dispatch(cli: &Cli, store: socbridge_store::Store) -> anyhow::Result<Ex
             crate::vendor::run(cli, &engine, cmd).await
         }
         Command::Tenant(cmd) => tenant(cli, &store, cmd).await,
+        Command::Token(cmd) => token(cli, &store, cmd).await,
         Command::Source(cmd) => {
             let engine = Engine::new(store.clone(), master_key(cli)?, EngineOptions::default());
             source(cli, &engine, cmd).await
@@ -835,4 +836,104 @@ fn read_line_secret(from_stdin: bool, what: &str, how: &str) -> anyhow::Result<S
         return Err(bad_input(format!("the {what} is empty")));
     }
     Ok(SecretString::from(value))
+}
+
+async fn token(
+    cli: &Cli,
+    store: &socbridge_store::Store,
+    cmd: &crate::cli::TokenCommand,
+) -> anyhow::Result<ExitCode> {
+    use crate::cli::TokenCommand;
+    use socbridge_store::{NewToken, StoreError, TokenRole};
+    match cmd {
+        TokenCommand::Create(args) => {
+            let role: TokenRole = args
+                .role
+                .parse()
+                .map_err(|e: socbridge_store::UnknownRole| bad_input(format!("--role: {e}")))?;
+            let tenants: Vec<String> = args
+                .tenants
+                .iter()
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+                .collect();
+            let secret = crate::api::auth::new_token();
+            let label = args
+                .label
+                .as_deref()
+                .map(str::trim)
+                .filter(|l| !l.is_empty());
+            let rec = store
+                .create_token(&NewToken {
+                    token: &secret,
+                    label,
+                    role,
+                    tenants: &tenants,
+                })
+                .await
+                .map_err(|e| match e {
+                    StoreError::Conflict { detail } => bad_input(format!("--tenant: {detail}")),
+                    StoreError::NotFound { what } => {
+                        bad_input(format!("--tenant: {what} does not exist"))
+                    }
+                    other => other.into(),
+                })?;
+            match cli.output {
+                Output::Json => {
+                    let mut v = serde_json::to_value(&rec)?;
+                    if let Some(obj) = v.as_object_mut() {
+                        obj.insert("token".into(), secret.clone().into());
+                    }
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                }
+                Output::Table => {
+                    println!("{secret}");
+                    eprintln!(
+                        "token {} ({}{}) created; it is shown only now, keep it safe",
+                        rec.id,
+                        rec.role,
+                        if rec.tenants.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" of {}", rec.tenants.join(", "))
+                        }
+                    );
+                }
+            }
+        }
+        TokenCommand::List => {
+            let tokens = store.list_tokens().await?;
+            match cli.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&tokens)?),
+                Output::Table => {
+                    let mut t = table(&[
+                        "ID", "PREFIX", "ROLE", "TENANTS", "LABEL", "CREATED", "REVOKED",
+                    ]);
+                    for k in &tokens {
+                        t.add_row(vec![
+                            k.id.to_string(),
+                            format!("{}…", k.prefix),
+                            k.role.to_string(),
+                            k.tenants.join(", "),
+                            k.label.clone().unwrap_or_default(),
+                            k.created_at.to_rfc3339_seconds(),
+                            k.revoked_at
+                                .map(|r| r.to_rfc3339_seconds())
+                                .unwrap_or_default(),
+                        ]);
+                    }
+                    println!("{t}");
+                }
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            if !store.revoke_token(*id).await? {
+                return Err(bad_input(format!("no live token with id {id}")));
+            }
+            if cli.output == Output::Table {
+                println!("token {id} revoked");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,11 +1,11 @@
-//! The HTTP side of `serve`: the ServiceNow webhook and health. (The REST API and console
-//! hang off the same router.)
+//! The HTTP side of `serve`: the ServiceNow webhook, and the REST API with the operations
+//! routes (`crate::api`) on the same router.
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::{Json, Router};
 use socbridge_engine::{Engine, WebhookError};
 use std::net::SocketAddr;
@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 pub fn router(engine: Engine) -> Router {
     Router::new()
         .route("/hooks/servicenow", post(servicenow_hook))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(engine)
+        .with_state(engine.clone())
+        .merge(crate::api::router(engine))
 }
 
 /// Binds `listen` and serves until `shutdown`, finishing requests in flight.
@@ -28,7 +28,7 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "HTTP listening (POST /hooks/servicenow, GET /healthz)");
+    tracing::info!(%addr, "HTTP listening (/api/v1, POST /hooks/servicenow, /metrics, /healthz, /readyz)");
     let app = router(engine);
     Ok(tokio::spawn(async move {
         let result = axum::serve(listener, app)

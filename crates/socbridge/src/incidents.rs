@@ -175,6 +175,7 @@ pub fn filter_from_args(args: &ListArgs, now: Timestamp) -> anyhow::Result<Incid
         statuses,
         source_ip: args.source_ip.clone(),
         limit: Some(args.limit),
+        ..IncidentFilter::default()
     })
 }
 

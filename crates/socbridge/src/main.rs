@@ -4,6 +4,7 @@
 //! Exit codes: 0 success; 2 bad usage or bad input (the message names what is wrong);
 //! 1 anything else.
 
+mod api;
 mod cli;
 mod commands;
 mod demo;

@@ -269,6 +269,14 @@ impl Store {
                            WHERE o.kind = {kind} AND o.value = {value})"
             ));
         }
+        if let Some((at, id)) = filter.before {
+            let at1 = sql.arg(Arg::Int(at.as_micros()));
+            let at2 = sql.arg(Arg::Int(at.as_micros()));
+            let id = sql.arg(Arg::Int(id));
+            conditions.push(format!(
+                "(i.updated_at < {at1} OR (i.updated_at = {at2} AND i.id < {id}))"
+            ));
+        }
         let limit = filter.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
         let limit = sql.arg(Arg::Int(i64::from(limit)));
         let where_clause = if conditions.is_empty() {

@@ -26,6 +26,7 @@ mod records;
 mod sources;
 mod tenants;
 mod tickets;
+mod tokens;
 
 pub use containment::{ActionChange, ActionRecord, ManualAction};
 pub use credentials::CredentialRecord;
@@ -37,6 +38,7 @@ pub use tickets::{
     CORRELATION_PREFIX, Origin, OutboxItem, OutboxKind, OutboxStats, TARGET_CONTAINMENT,
     TARGET_SERVICENOW, TARGET_VENDOR, TicketLink, TicketRecord, TicketingRecord, correlation_id,
 };
+pub use tokens::{NewToken, TokenRecord, TokenRole, UnknownRole, token_hash};
 
 use error::ResultExt as _;
 use sqlx::any::AnyPoolOptions;

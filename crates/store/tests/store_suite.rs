@@ -164,7 +164,167 @@ both_backends!(
     ticket_work_is_enqueued_with_the_change_and_can_be_failed_and_retried,
     vendor_writeback_follows_local_and_ticket_changes_of_vendor_incidents,
     containment_is_planned_with_the_incident_and_released_on_close,
+    tokens_are_stored_hashed_scoped_and_revocable,
+    cursor_paging_walks_every_incident_once_newest_first,
 );
+
+async fn tokens_are_stored_hashed_scoped_and_revocable(db: &TestDb) {
+    use socbridge_store::{NewToken, TokenRole, token_hash};
+    let store = db.open().await;
+    tenant_with_source(&store, "acme", "amp", SourceKind::SecureEndpoint).await;
+    tenant_with_source(&store, "globex", "amp", SourceKind::SecureEndpoint).await;
+    let tenants = vec!["acme".to_string(), "globex".to_string(), "acme".to_string()];
+    let analyst = store
+        .create_token(&NewToken {
+            token: "sbt_analyst-secret-token",
+            label: Some("alice"),
+            role: TokenRole::Analyst,
+            tenants: &tenants,
+        })
+        .await
+        .unwrap();
+    assert_eq!(analyst.tenants, ["acme", "globex"]);
+    assert_eq!(analyst.prefix, "sbt_analys");
+    assert_eq!(
+        analyst.scope(),
+        Some(&["acme".to_string(), "globex".to_string()][..])
+    );
+    let admin = store
+        .create_token(&NewToken {
+            token: "sbt_admin-secret-token",
+            label: None,
+            role: TokenRole::Admin,
+            tenants: &[],
+        })
+        .await
+        .unwrap();
+    assert_eq!(admin.scope(), None);
+
+    // Refusals: an analyst without tenants, an admin with some, an unknown tenant.
+    let refused = |role, tenants: Vec<String>| {
+        let store = store.clone();
+        async move {
+            store
+                .create_token(&NewToken {
+                    token: "sbt_other",
+                    label: None,
+                    role,
+                    tenants: &tenants,
+                })
+                .await
+                .unwrap_err()
+        }
+    };
+    assert!(matches!(
+        refused(TokenRole::Analyst, vec![]).await,
+        StoreError::Conflict { .. }
+    ));
+    assert!(matches!(
+        refused(TokenRole::Admin, vec!["acme".into()]).await,
+        StoreError::Conflict { .. }
+    ));
+    assert!(matches!(
+        refused(TokenRole::Analyst, vec!["initech".into()]).await,
+        StoreError::NotFound { .. }
+    ));
+
+    // Found by the token, never by anything else; the token itself is not stored.
+    let found = store
+        .authenticate_token("sbt_analyst-secret-token")
+        .await
+        .unwrap();
+    assert_eq!(found.as_ref().map(|t| t.id), Some(analyst.id));
+    assert!(
+        store
+            .authenticate_token("sbt_analyst-secret-toke")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .authenticate_token(&token_hash("sbt_analyst-secret-token"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(token_hash("x").len(), 64);
+
+    // Removing a tenant removes it from every scope.
+    assert!(store.remove_tenant("globex").await.unwrap());
+    let found = store
+        .authenticate_token("sbt_analyst-secret-token")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.tenants, ["acme"]);
+
+    // Revoked: no longer authenticates, still listed.
+    assert!(store.revoke_token(analyst.id).await.unwrap());
+    assert!(!store.revoke_token(analyst.id).await.unwrap());
+    assert!(
+        store
+            .authenticate_token("sbt_analyst-secret-token")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let all = store.list_tokens().await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all[0].revoked_at.is_some() && all[1].revoked_at.is_none());
+    store.schema_ready().await.unwrap();
+}
+
+async fn cursor_paging_walks_every_incident_once_newest_first(db: &TestDb) {
+    let store = db.open().await;
+    let acme = tenant_with_source(&store, "acme", "amp", SourceKind::SecureEndpoint).await;
+    // One batch: several incidents share one updated_at, so the id breaks the ties.
+    let findings = (0..7)
+        .map(|i| {
+            endpoint_finding(
+                &format!("e{i}"),
+                &format!("pc{i}"),
+                10 + i,
+                Severity::High,
+                "10.0.0.1",
+            )
+        })
+        .collect();
+    ingest(&store, &acme, findings).await;
+    tick().await;
+    ingest(
+        &store,
+        &acme,
+        vec![endpoint_finding(
+            "late",
+            "pc-late",
+            50,
+            Severity::Low,
+            "10.0.0.2",
+        )],
+    )
+    .await;
+    let all: Vec<i64> = all_incidents(&store).await.iter().map(|i| i.id).collect();
+    assert_eq!(all.len(), 8);
+    let mut walked = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .list_incidents(&IncidentFilter {
+                limit: Some(3),
+                before,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        walked.extend(page.iter().map(|i| i.id));
+        match page.last() {
+            Some(last) if page.len() == 3 => before = Some((last.updated_at, last.id)),
+            _ => break,
+        }
+    }
+    assert_eq!(walked, all, "every incident once, in the list's order");
+}
 
 async fn ticket_work_is_enqueued_with_the_change_and_can_be_failed_and_retried(db: &TestDb) {
     let store = db.open().await;
@@ -1416,6 +1576,7 @@ async fn list_filters_and_order(db: &TestDb) {
             source_ip: Some("10.0.0.1".into()),
             since: Some(since),
             limit: Some(10),
+            before: None,
         })
         .await,
         [pc1]

@@ -1,0 +1,353 @@
+//! `/api/v1/incidents`: list (the CLI's filters, cursor paging), get, findings, update,
+//! contain, release. Every route is scoped to the caller's tenants: another tenant's incident
+//! answers 404 exactly like a missing one.
+
+use super::ApiState;
+use super::auth::Caller;
+use super::problem::{ApiResult, Problem};
+use super::schemas;
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use socbridge_model::{
+    FindingView, IncidentDetail, IncidentFilter, IncidentStatus, IncidentUpdate, IncidentView,
+    Severity, Timestamp,
+};
+use socbridge_store::ManualAction;
+use utoipa::{IntoParams, ToSchema};
+
+/// The most incidents one page holds.
+pub const MAX_PAGE: u32 = 1000;
+const DEFAULT_PAGE: u32 = 100;
+
+/// The filters of `GET /api/v1/incidents` (those of `socbridge incidents list`).
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Tenants, comma-separated (default: every tenant the token may see).
+    pub tenant: Option<String>,
+    /// Active since: a duration back from now (`24h`, `90m`) or an RFC 3339 time.
+    pub since: Option<String>,
+    /// Severities, comma-separated (`informational,low,medium,high,critical`).
+    pub severity: Option<String>,
+    /// Statuses, comma-separated (`new,in_progress,on_hold,resolved,closed`).
+    pub status: Option<String>,
+    /// Incidents with this IP address as an observable.
+    pub source_ip: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// One page of incidents, newest activity first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IncidentPage {
+    #[schema(value_type = Vec<schemas::Incident>)]
+    pub items: Vec<IncidentView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn split(list: &Option<String>) -> impl Iterator<Item = &str> {
+    list.iter()
+        .flat_map(|l| l.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+fn encode_cursor(at: Timestamp, id: i64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}:{id}", at.as_micros()))
+}
+
+fn decode_cursor(text: &str) -> Option<(Timestamp, i64)> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text.trim())
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (at, id) = text.split_once(':')?;
+    Some((Timestamp::from_micros(at.parse().ok()?), id.parse().ok()?))
+}
+
+/// The store filter of a request, limited to the caller's tenants. `None`: the caller may see
+/// none of the tenants asked for (an empty page, not an error: a tenant's existence is not
+/// revealed).
+pub fn filter_for(caller: &Caller, p: &ListParams) -> ApiResult<Option<IncidentFilter>> {
+    let now = Timestamp::now();
+    let since = match &p.since {
+        Some(s) => Some(
+            crate::incidents::parse_since(s, now)
+                .map_err(|e| Problem::bad_request(format!("since: {e:#}")))?,
+        ),
+        None => None,
+    };
+    let severities = split(&p.severity)
+        .map(|s| {
+            s.parse::<Severity>()
+                .map_err(|e| Problem::bad_request(format!("severity: {e}")))
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    let statuses = split(&p.status)
+        .map(|s| {
+            s.parse::<IncidentStatus>()
+                .map_err(|e| Problem::bad_request(format!("status: {e}")))
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    if let Some(ip) = &p.source_ip {
+        ip.trim()
+            .parse::<std::net::IpAddr>()
+            .map_err(|_| Problem::bad_request(format!("source_ip: `{ip}` is not an IP address")))?;
+    }
+    let limit = p.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(Problem::bad_request(format!(
+            "limit: {limit} is not between 1 and {MAX_PAGE}"
+        )));
+    }
+    let before = match &p.cursor {
+        Some(c) => Some(decode_cursor(c).ok_or_else(|| {
+            Problem::bad_request("cursor: not a cursor of this API (pass `next_cursor` as given)")
+        })?),
+        None => None,
+    };
+    let asked: Vec<String> = split(&p.tenant).map(str::to_string).collect();
+    let tenants = match (caller.scope(), asked.is_empty()) {
+        (None, _) => asked,
+        (Some(scope), true) => scope.to_vec(),
+        (Some(_), false) => asked.into_iter().filter(|t| caller.may_see(t)).collect(),
+    };
+    if caller.scope().is_some() && tenants.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(IncidentFilter {
+        tenants,
+        since,
+        severities,
+        statuses,
+        source_ip: p.source_ip.as_ref().map(|s| s.trim().to_string()),
+        limit: Some(limit),
+        before,
+    }))
+}
+
+/// List incidents, newest activity first, one page at a time.
+#[utoipa::path(get, path = "/api/v1/incidents", tag = "incidents", params(ListParams),
+    security(("bearer" = [])),
+    responses((status = 200, body = IncidentPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json")))]
+pub async fn list(
+    State(state): State<ApiState>,
+    caller: Caller,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> ApiResult<Json<IncidentPage>> {
+    let Query(params) = params?;
+    let Some(filter) = filter_for(&caller, &params)? else {
+        return Ok(Json(IncidentPage {
+            items: Vec::new(),
+            next_cursor: None,
+        }));
+    };
+    let items = state.engine.store().list_incidents(&filter).await?;
+    let full = filter.limit.is_some_and(|l| items.len() >= l as usize);
+    let next_cursor = match items.last() {
+        Some(last) if full => Some(encode_cursor(last.updated_at, last.id)),
+        _ => None,
+    };
+    Ok(Json(IncidentPage { items, next_cursor }))
+}
+
+fn id_of(path: Result<Path<String>, PathRejection>) -> ApiResult<i64> {
+    let Path(text) = path?;
+    text.parse::<i64>()
+        .map_err(|_| Problem::bad_request(format!("incident id `{text}` is not an integer")))
+}
+
+fn missing(id: i64) -> Problem {
+    Problem::not_found(format!("no incident with id {id}"))
+}
+
+/// One incident with its findings, observables, ticket, actions and timeline.
+#[utoipa::path(get, path = "/api/v1/incidents/{id}", tag = "incidents",
+    params(("id" = i64, Path, description = "incident id")), security(("bearer" = [])),
+    responses((status = 200, body = schemas::IncidentDetail),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get(
+    State(state): State<ApiState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<IncidentDetail>> {
+    let id = id_of(path)?;
+    let detail = state
+        .engine
+        .store()
+        .get_incident(id, caller.scope())
+        .await?;
+    detail.map(Json).ok_or_else(|| missing(id))
+}
+
+/// The findings of an incident, oldest first.
+#[utoipa::path(get, path = "/api/v1/incidents/{id}/findings", tag = "incidents",
+    params(("id" = i64, Path, description = "incident id")), security(("bearer" = [])),
+    responses((status = 200, body = Vec<schemas::Finding>),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn findings(
+    State(state): State<ApiState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<Vec<FindingView>>> {
+    let id = id_of(path)?;
+    let detail = state
+        .engine
+        .store()
+        .get_incident(id, caller.scope())
+        .await?;
+    detail.map(|d| Json(d.findings)).ok_or_else(|| missing(id))
+}
+
+/// An analyst's change; absent fields stay as they are, `""` clears resolution or assignee.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentPatch {
+    #[schema(example = "in_progress")]
+    pub status: Option<String>,
+    pub resolution: Option<String>,
+    pub assignee: Option<String>,
+    /// Added to the timeline (and the ticket's work notes).
+    pub comment: Option<String>,
+}
+
+/// Update status, resolution or assignee, or add a comment; mirrored to the ticket and vendor.
+#[utoipa::path(patch, path = "/api/v1/incidents/{id}", tag = "incidents",
+    params(("id" = i64, Path, description = "incident id")), security(("bearer" = [])),
+    request_body = IncidentPatch,
+    responses((status = 200, body = schemas::Incident),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn update(
+    State(state): State<ApiState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<IncidentPatch>, JsonRejection>,
+) -> ApiResult<Json<IncidentView>> {
+    let id = id_of(path)?;
+    let Json(patch) = body?;
+    let status = match &patch.status {
+        Some(s) => Some(
+            s.parse::<IncidentStatus>()
+                .map_err(|e| Problem::unprocessable(format!("status: {e}")))?,
+        ),
+        None => None,
+    };
+    let update = IncidentUpdate {
+        status,
+        resolution: patch.resolution,
+        assignee: patch.assignee,
+        comment: patch.comment,
+        actor: caller.actor(),
+    };
+    if update.is_empty() {
+        return Err(Problem::unprocessable(
+            "nothing to change: give status, resolution, assignee or comment",
+        ));
+    }
+    let view = state
+        .engine
+        .store()
+        .update_incident(id, caller.scope(), &update)
+        .await?;
+    view.map(Json).ok_or_else(|| missing(id))
+}
+
+/// What to contain the incident's computer with: `{"isolate": true}` or `{"move_to": "G"}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContainRequest {
+    #[serde(default)]
+    pub isolate: bool,
+    /// Move the computer to this group (instead of isolating it).
+    pub move_to: Option<String>,
+}
+
+/// Contain the incident's computer now (the tenant's deny patterns and dry run apply).
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/contain", tag = "incidents",
+    params(("id" = i64, Path, description = "incident id")), security(("bearer" = [])),
+    request_body = ContainRequest,
+    responses((status = 200, body = schemas::Action),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn contain(
+    State(state): State<ApiState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<ContainRequest>, JsonRejection>,
+) -> ApiResult<Json<socbridge_model::ActionView>> {
+    let id = id_of(path)?;
+    let Json(req) = body?;
+    let what = match (req.isolate, req.move_to) {
+        (true, None) => ManualAction::Isolate,
+        (false, Some(g)) if !g.trim().is_empty() => ManualAction::MoveTo(g.trim().to_string()),
+        (false, Some(_)) => return Err(Problem::unprocessable("move_to: the group name is empty")),
+        _ => {
+            return Err(Problem::unprocessable(
+                "give exactly one of `isolate: true` or `move_to: GROUP`",
+            ));
+        }
+    };
+    let action = state
+        .engine
+        .store()
+        .contain_incident(id, caller.scope(), &what, &caller.actor())
+        .await?;
+    action.map(Json).ok_or_else(|| missing(id))
+}
+
+/// How many releases a release queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReleaseResult {
+    pub incident: i64,
+    pub releases: usize,
+}
+
+/// Undo the incident's containment (stop isolation, move the computer back).
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/release", tag = "incidents",
+    params(("id" = i64, Path, description = "incident id")), security(("bearer" = [])),
+    responses((status = 200, body = ReleaseResult),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn release(
+    State(state): State<ApiState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<ReleaseResult>> {
+    let id = id_of(path)?;
+    let n = state
+        .engine
+        .store()
+        .release_incident(id, caller.scope(), &caller.actor())
+        .await?;
+    n.map(|releases| {
+        Json(ReleaseResult {
+            incident: id,
+            releases,
+        })
+    })
+    .ok_or_else(|| missing(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        let at = Timestamp::from_micros(1_700_000_000_123_456);
+        assert_eq!(decode_cursor(&encode_cursor(at, 42)), Some((at, 42)));
+        assert_eq!(decode_cursor("not a cursor!"), None);
+        assert_eq!(decode_cursor("MTIz"), None);
+    }
+}

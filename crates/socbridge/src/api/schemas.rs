@@ -1,0 +1,115 @@
+//! The OpenAPI shapes of the model's JSON (DESIGN.md section 5). The model crate has no
+//! OpenAPI dependency, so its views are described here; `tests/api.rs` checks that real
+//! answers carry every property named here.
+
+#![allow(dead_code)]
+
+use utoipa::ToSchema;
+
+/// `{type, value}`: an IP, hostname, user, hash, URL, domain...
+#[derive(ToSchema)]
+pub struct Observable {
+    #[schema(example = "ip")]
+    r#type: String,
+    #[schema(example = "10.0.0.1")]
+    value: String,
+}
+
+/// The incident's ticket in ServiceNow (`state` is `pending` until it exists there).
+#[derive(ToSchema)]
+pub struct Ticket {
+    #[schema(example = "servicenow")]
+    system: String,
+    number: String,
+    sys_id: String,
+    state: String,
+    url: String,
+}
+
+/// A containment action and where it stands.
+#[derive(ToSchema)]
+pub struct Action {
+    id: i64,
+    /// `isolate` or `move`.
+    kind: String,
+    /// `planned`, `applied`, `failed`, `reverted` or `skipped`.
+    state: String,
+    /// The endpoint (Secure Endpoint connector GUID).
+    target: String,
+    target_label: Option<String>,
+    group: Option<String>,
+    reason: Option<String>,
+    manual: bool,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+}
+
+/// An incident as listed.
+#[derive(ToSchema)]
+pub struct Incident {
+    id: i64,
+    tenant: String,
+    title: String,
+    /// `informational|low|medium|high|critical`
+    #[schema(example = "high")]
+    severity: String,
+    /// `new|in_progress|on_hold|resolved|closed`
+    #[schema(example = "new")]
+    status: String,
+    /// Source kinds: `secure_endpoint`, `symantec_mss`, `umbrella`.
+    sources: Vec<String>,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+    #[schema(format = DateTime)]
+    first_seen: String,
+    #[schema(format = DateTime)]
+    last_seen: String,
+    finding_count: i64,
+    observables: Vec<Observable>,
+    ticket: Option<Ticket>,
+    actions: Vec<Action>,
+    resolution: Option<String>,
+    assignee: Option<String>,
+}
+
+/// A finding of an incident, with the vendor's payload as received.
+#[derive(ToSchema)]
+pub struct Finding {
+    id: i64,
+    /// The source's name.
+    source: String,
+    source_kind: String,
+    vendor_key: String,
+    #[schema(format = DateTime)]
+    observed_at: String,
+    severity: String,
+    title: String,
+    event_type: String,
+    observables: Vec<Observable>,
+    /// The vendor payload (JSON when it was JSON, else text).
+    raw: serde_json::Value,
+}
+
+/// One line of an incident's history.
+#[derive(ToSchema)]
+pub struct TimelineEntry {
+    #[schema(format = DateTime)]
+    at: String,
+    kind: String,
+    actor: String,
+    detail: String,
+}
+
+/// An incident with its findings and timeline (the members of `Incident`, plus these).
+#[derive(ToSchema)]
+pub struct IncidentDetail {
+    #[schema(inline)]
+    #[serde(flatten)]
+    incident: Incident,
+    findings: Vec<Finding>,
+    timeline: Vec<TimelineEntry>,
+}
