@@ -37,31 +37,12 @@ async fn sigkill_at_random_points_loses_nothing_and_doubles_nothing() {
     eprintln!("kill schedule seed: {seed} (set SOCBRIDGE_TEST_SEED to replay)");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 
-    let mut killed = 0;
-    let mut finished_early = 0;
-    while killed < KILLS {
-        let mut cmd = socbridge(&data);
-        cmd.arg("--config")
-            .arg(&config)
-            .args(["serve", "--until-idle"]);
-        cmd.stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        let mut child = cmd.spawn().expect("socbridge starts");
-        let after = Duration::from_millis(rng.random_range(30..900));
-        tokio::select! {
-            _ = tokio::time::sleep(after) => {
-                child.start_kill().expect("SIGKILL delivered");
-                let _ = child.wait().await;
-                killed += 1;
-            }
-            status = child.wait() => {
-                // It finished before the kill: all good, but it does not count as a kill.
-                let _ = status;
-                finished_early += 1;
-                assert!(finished_early < 200, "runs keep finishing before the kill; nothing left to test");
-            }
-        }
-    }
+    let (killed, finished_early) =
+        kill_serve_repeatedly(&data, &config, &mut rng, KILLS, 30..900).await;
+    assert_eq!(
+        killed, KILLS,
+        "runs keep finishing before the kill; nothing left to test"
+    );
     eprintln!("{killed} SIGKILLs, {finished_early} runs finished before their kill");
 
     // Restart until a run completes cleanly and stores nothing more (faults still on).
@@ -223,7 +204,7 @@ async fn sigkill_while_ticketing_gives_one_ticket_and_one_note_each() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 
     // Phase 1: tickets opened under kills.
-    let kills = kill_serve_repeatedly(&data, &config, &mut rng, KILLS / 2).await;
+    let (kills, _) = kill_serve_repeatedly(&data, &config, &mut rng, KILLS / 2, 50..1200).await;
     settle(&data, &config).await;
     let incidents = list_incidents(&data).await;
     assert!(!incidents.is_empty());
@@ -246,7 +227,7 @@ async fn sigkill_while_ticketing_gives_one_ticket_and_one_note_each() {
         let out = run(cmd).await;
         assert!(out.status.success(), "{}", describe(&out));
     }
-    let kills2 = kill_serve_repeatedly(&data, &config, &mut rng, KILLS / 2).await;
+    let (kills2, _) = kill_serve_repeatedly(&data, &config, &mut rng, KILLS / 2, 50..1200).await;
     settle(&data, &config).await;
     let incidents = list_incidents(&data).await;
     assert_one_ticket_each(&sim, &incidents);
@@ -281,17 +262,19 @@ async fn sigkill_while_ticketing_gives_one_ticket_and_one_note_each() {
     sim.shutdown().await;
 }
 
-/// Starts `serve --until-idle` and SIGKILLs it after a random delay, `kills` times (runs that
-/// finish first do not count). Returns the kills done.
+/// Starts `serve --until-idle` and SIGKILLs it after a random delay within `window_ms`,
+/// `kills` times (runs that finish first do not count; after 200 of those there is nothing
+/// left to interrupt). Returns the kills done and the runs that finished first.
 async fn kill_serve_repeatedly(
     data: &std::path::Path,
     config: &std::path::Path,
     rng: &mut rand::rngs::StdRng,
     kills: usize,
-) -> usize {
+    window_ms: std::ops::Range<u64>,
+) -> (usize, usize) {
     let mut killed = 0;
     let mut finished_early = 0;
-    while killed < kills {
+    while killed < kills && finished_early < 200 {
         let mut cmd = socbridge(data);
         cmd.arg("--config")
             .arg(config)
@@ -299,23 +282,17 @@ async fn kill_serve_repeatedly(
         cmd.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         let mut child = cmd.spawn().expect("socbridge starts");
-        let after = Duration::from_millis(rng.random_range(50..1200));
+        let after = Duration::from_millis(rng.random_range(window_ms.clone()));
         tokio::select! {
             _ = tokio::time::sleep(after) => {
                 child.start_kill().expect("SIGKILL delivered");
                 let _ = child.wait().await;
                 killed += 1;
             }
-            _ = child.wait() => {
-                finished_early += 1;
-                if finished_early >= 30 {
-                    // Nothing left to interrupt.
-                    break;
-                }
-            }
+            _ = child.wait() => finished_early += 1,
         }
     }
-    killed
+    (killed, finished_early)
 }
 
 /// Runs `serve --until-idle` until a run succeeds with no ticket work left.
@@ -397,7 +374,7 @@ async fn sigkill_while_containing_applies_and_reverts_each_isolation_once() {
     eprintln!("kill schedule seed: {seed} (set SOCBRIDGE_TEST_SEED to replay)");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
 
-    let kills = kill_serve_repeatedly(&data, &config, &mut rng, KILLS / 2).await;
+    let (kills, _) = kill_serve_repeatedly(&data, &config, &mut rng, KILLS / 2, 50..1200).await;
     settle(&data, &config).await;
     let incidents = list_incidents(&data).await;
     let isolated: BTreeSet<String> = incidents
@@ -455,7 +432,7 @@ async fn sigkill_while_containing_applies_and_reverts_each_isolation_once() {
         let out = run(cmd).await;
         assert!(out.status.success(), "{}", describe(&out));
     }
-    let kills2 = kill_serve_repeatedly(&data, &config, &mut rng, KILLS / 2).await;
+    let (kills2, _) = kill_serve_repeatedly(&data, &config, &mut rng, KILLS / 2, 50..1200).await;
     settle(&data, &config).await;
     let c = &sim.counters().secure_endpoint.tenants[&tenant];
     assert_eq!(
