@@ -82,6 +82,24 @@ pub enum Command {
     /// Bearer tokens of the HTTP API (shown once, stored hashed).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Incidents and their findings as OCSF 1.8.0 NDJSON (Incident and Detection Findings).
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The export format; `ocsf` (OCSF 1.8.0 NDJSON) is the only one today.
+    #[arg(long, default_value = "ocsf")]
+    pub format: String,
+    /// Incidents active since: a duration back from now (`24h`, `90m`) or an RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only these tenants (repeat or comma-separate); default every tenant.
+    #[arg(long, value_delimiter = ',')]
+    pub tenant: Vec<String>,
+    /// Write to this file (replaced once the export is complete) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

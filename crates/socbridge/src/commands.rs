@@ -133,7 +133,9 @@ async fn dispatch(cli: &Cli, store: socbridge_store::Store) -> anyhow::Result<Ex
             let _ = http.await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sim(_) | Command::Demo(_) => unreachable!("dispatched in main"),
+        Command::Sim(_) | Command::Demo(_) | Command::Export(_) => {
+            unreachable!("dispatched in main")
+        }
     }
 }
 

@@ -8,6 +8,7 @@ mod api;
 mod cli;
 mod commands;
 mod demo;
+mod export;
 mod http;
 mod incidents;
 mod vendor;
@@ -88,6 +89,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Sim(args) => demo::sim(args).await,
         Command::Demo(args) => demo::demo(&cli, args).await,
+        Command::Export(args) => export::run(&cli, args).await,
         _ => commands::run(&cli).await,
     }
 }
