@@ -136,6 +136,10 @@ pub(crate) struct Inner {
     /// Umbrella tokens, shared by every source of the same key (one token per parent key,
     /// not one per customer org).
     pub(crate) umbrella_tokens: socbridge_connectors::umbrella::TokenCache,
+    /// The Umbrella HTTP stack (its own client, which never follows redirects itself), built
+    /// on first use and shared by every Umbrella source: one connection pool, not one per poll.
+    pub(crate) umbrella_http:
+        std::sync::OnceLock<Result<socbridge_connectors::umbrella::UmbrellaHttp, String>>,
 }
 
 impl Engine {
@@ -151,6 +155,7 @@ impl Engine {
                 link: tokio::sync::Mutex::new(None),
                 tenant_locks: tokio::sync::Mutex::new(std::collections::HashMap::new()),
                 umbrella_tokens: socbridge_connectors::umbrella::TokenCache::new(),
+                umbrella_http: std::sync::OnceLock::new(),
             }),
         }
     }

@@ -102,7 +102,13 @@ impl Engine {
         };
         let mut config = UmbrellaConfig::new(base_url, key, field("secret")?);
         config.token_url = token_url;
-        let http = UmbrellaHttp::new(self.inner.opts.http.clone()).map_err(|e| e.to_string())?;
+        let http = self
+            .inner
+            .umbrella_http
+            .get_or_init(|| {
+                UmbrellaHttp::new(self.inner.opts.http.clone()).map_err(|e| e.to_string())
+            })
+            .clone()?;
         UmbrellaClient::new(config, self.inner.umbrella_tokens.clone(), http)
             .map_err(|e| e.to_string())
     }

@@ -19,6 +19,15 @@ pub async fn run(cli: &Cli, engine: &Engine, cmd: &VendorCommand) -> anyhow::Res
     }
 }
 
+/// A `--severity` value, or bad input naming it.
+fn severity_arg(s: &str) -> anyhow::Result<MssSeverity> {
+    MssSeverity::parse(s).ok_or_else(|| {
+        bad_input(format!(
+            "--severity: `{s}` is not one of Emergency, Critical, Warning, Informational"
+        ))
+    })
+}
+
 /// A vendor error: bad input (a wrong passphrase, a missing workflow field) exits 2.
 fn vendor_error(e: SymantecMssError) -> anyhow::Error {
     if e.is_bad_input() {
@@ -55,13 +64,7 @@ async fn list(cli: &Cli, engine: &Engine, args: &MssListArgs) -> anyhow::Result<
     let severities = args
         .severity
         .iter()
-        .map(|s| {
-            MssSeverity::parse(s).ok_or_else(|| {
-                bad_input(format!(
-                    "--severity: `{s}` is not one of Emergency, Critical, Warning, Informational"
-                ))
-            })
-        })
+        .map(|s| severity_arg(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let (_, client) = engine
         .symantec_mss_client(&args.from.tenant, args.from.source.as_deref())
@@ -121,11 +124,7 @@ async fn list(cli: &Cli, engine: &Engine, args: &MssListArgs) -> anyhow::Result<
 async fn update(cli: &Cli, engine: &Engine, args: &MssUpdateArgs) -> anyhow::Result<ExitCode> {
     let t = &args.target;
     if let Some(s) = &args.severity {
-        if MssSeverity::parse(s).is_none() {
-            return Err(bad_input(format!(
-                "--severity: `{s}` is not one of Emergency, Critical, Warning, Informational"
-            )));
-        }
+        severity_arg(s)?;
     }
     let (_, client) = engine
         .symantec_mss_client(&t.from.tenant, t.from.source.as_deref())
