@@ -236,6 +236,12 @@ async fn moves_return_home_on_a_servicenow_close_and_deny_and_dry_run_hold() {
         .await
         .unwrap();
     let before = computers(&rig.sim, live).await;
+    // Answers dropped after the move was made, while moving and while moving back; the
+    // witness reads the vendor's state without faults.
+    rig.sim.set_faults(Faults {
+        rate_drop: 0.3,
+        ..Faults::default()
+    });
     settle(&rig).await;
 
     let acts = actions(&incidents_of(&rig.store, live).await);
@@ -249,6 +255,7 @@ async fn moves_return_home_on_a_servicenow_close_and_deny_and_dry_run_hold() {
             assert_eq!(state, "applied", "{host}: {reason}");
         }
     }
+    rig.sim.set_faults(Faults::default());
     let during = computers(&rig.sim, live).await;
     for host in &moved {
         assert_eq!(during[*host].0, "Triage", "{host}");
@@ -287,8 +294,13 @@ async fn moves_return_home_on_a_servicenow_close_and_deny_and_dry_run_hold() {
             .unwrap();
         assert!(resp.status().is_success());
     }
+    rig.sim.set_faults(Faults {
+        rate_drop: 0.3,
+        ..Faults::default()
+    });
     rig.engine.sync_tickets().await.unwrap();
     settle(&rig).await;
+    rig.sim.set_faults(Faults::default());
     let after = computers(&rig.sim, live).await;
     for (host, (group, _)) in &after {
         assert_eq!(group, &before[host].0, "{host} is back in its group");
