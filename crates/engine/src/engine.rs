@@ -140,6 +140,8 @@ pub(crate) struct Inner {
     /// on first use and shared by every Umbrella source: one connection pool, not one per poll.
     pub(crate) umbrella_http:
         std::sync::OnceLock<Result<socbridge_connectors::umbrella::UmbrellaHttp, String>>,
+    /// Counters since the process started, for `/metrics`.
+    pub(crate) metrics: crate::metrics::EngineMetrics,
 }
 
 impl Engine {
@@ -156,12 +158,18 @@ impl Engine {
                 tenant_locks: tokio::sync::Mutex::new(std::collections::HashMap::new()),
                 umbrella_tokens: socbridge_connectors::umbrella::TokenCache::new(),
                 umbrella_http: std::sync::OnceLock::new(),
+                metrics: crate::metrics::EngineMetrics::default(),
             }),
         }
     }
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The counters since this engine started (polls, outbox work).
+    pub fn metrics(&self) -> &crate::metrics::EngineMetrics {
+        &self.inner.metrics
     }
 
     /// Creates or updates every tenant and source the config lists, sealing their secrets.
@@ -357,6 +365,7 @@ impl Engine {
         {
             tracing::error!(tenant = %src.tenant, source = %src.name, error = %e, "could not record the poll");
         }
+        self.inner.metrics.record_poll(&report);
         report
     }
 

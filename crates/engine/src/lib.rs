@@ -4,6 +4,7 @@
 pub mod config;
 mod containment;
 pub mod engine;
+pub mod metrics;
 pub mod poll;
 pub mod settings;
 pub mod symantec;
@@ -13,6 +14,7 @@ mod writeback;
 
 pub use config::{Config, ConfigError, CredentialSpec, ServiceNowSpec, SourceSpec, TenantSpec};
 pub use engine::{ApplyReport, Engine, EngineError, EngineOptions};
+pub use metrics::{EngineMetrics, MetricsSnapshot, OutboxResult, PollCounters};
 pub use poll::PollReport;
 pub use settings::{
     CredentialSettings, PollSettings, SecureEndpointSettings, SourceSettings, SymantecMssSettings,

@@ -19,6 +19,7 @@
 //! pending, because that work carries the newer intent.
 
 use crate::engine::{Engine, EngineError};
+use crate::metrics::OutboxResult;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use socbridge_connectors::ConnectorError;
@@ -381,32 +382,35 @@ impl Engine {
         for item in items {
             let span = tracing::info_span!("outbox", tenant = %item.tenant, incident = item.incident_id, target = %item.target, kind = item.kind.as_str(), item = item.id);
             let result = tracing::Instrument::instrument(self.do_item(link, &item), span).await;
-            match result {
-                Ok(()) => {
+            let outcome = match &result {
+                Ok(()) => OutboxResult::Done,
+                Err(e) if e.retryable() || item.attempts + 1 < 3 => OutboxResult::Retried,
+                Err(_) => OutboxResult::Failed,
+            };
+            self.inner.metrics.record_outbox(
+                &item.tenant,
+                &item.target,
+                item.kind.as_str(),
+                outcome,
+            );
+            let error = result.err().map(|e| e.to_string()).unwrap_or_default();
+            match outcome {
+                OutboxResult::Done => {
                     self.inner.store.outbox_done(item.id).await?;
                     report.done += 1;
                 }
-                Err(e) => {
-                    let attempts = item.attempts + 1;
-                    if e.retryable() || attempts < 3 {
-                        let wait = self.outbox_backoff(attempts);
-                        tracing::warn!(tenant = %item.tenant, incident = item.incident_id, kind = item.kind.as_str(), error = %e, ?wait, "outbox work failed; will retry");
-                        let next = Timestamp::now().saturating_add_micros(
-                            i64::try_from(wait.as_micros()).unwrap_or(i64::MAX),
-                        );
-                        self.inner
-                            .store
-                            .outbox_retry(item.id, &e.to_string(), next)
-                            .await?;
-                        report.retried += 1;
-                    } else {
-                        tracing::error!(tenant = %item.tenant, incident = item.incident_id, kind = item.kind.as_str(), error = %e, "outbox work failed for good");
-                        self.inner
-                            .store
-                            .outbox_failed(item.id, &e.to_string())
-                            .await?;
-                        report.failed += 1;
-                    }
+                OutboxResult::Retried => {
+                    let wait = self.outbox_backoff(item.attempts + 1);
+                    tracing::warn!(tenant = %item.tenant, incident = item.incident_id, kind = item.kind.as_str(), %error, ?wait, "outbox work failed; will retry");
+                    let next = Timestamp::now()
+                        .saturating_add_micros(i64::try_from(wait.as_micros()).unwrap_or(i64::MAX));
+                    self.inner.store.outbox_retry(item.id, &error, next).await?;
+                    report.retried += 1;
+                }
+                OutboxResult::Failed => {
+                    tracing::error!(tenant = %item.tenant, incident = item.incident_id, kind = item.kind.as_str(), %error, "outbox work failed for good");
+                    self.inner.store.outbox_failed(item.id, &error).await?;
+                    report.failed += 1;
                 }
             }
         }

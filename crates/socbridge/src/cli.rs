@@ -52,6 +52,9 @@ pub enum Output {
 pub enum Command {
     /// Start the built-in emulators and the whole pipeline on a fresh demo database.
     Demo(DemoArgs),
+    /// The promises under faults and crashes: `serve` SIGKILLed at random instants while
+    /// every emulator injects faults, then the emulators' counters checked against the store.
+    Chaos(ChaosArgs),
     /// The daemon: scheduler and workers (`--until-idle`: poll every source once and exit).
     Serve(ServeArgs),
     /// The vendor emulators alone, for tests, demos and benchmarks.
@@ -262,6 +265,28 @@ pub struct DemoArgs {
     /// Fixes the generated data.
     #[arg(long, env = "SOCBRIDGE_SEED", default_value_t = 7)]
     pub seed: u64,
+    /// Where the web console and the API listen (without `--once`); port 0 picks a free one.
+    #[arg(long, env = "SOCBRIDGE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct ChaosArgs {
+    /// How many times `serve` is SIGKILLed.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub kills: u32,
+    /// Tenants of the emulators.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub tenants: u16,
+    /// Fixes the data and the kill schedule (default: random, printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Shortest life of a `serve` before its kill, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub min_ms: u64,
+    /// Longest life of a `serve` before its kill, in milliseconds.
+    #[arg(long, default_value_t = 2500)]
+    pub max_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -269,8 +294,8 @@ pub struct ServeArgs {
     /// Poll every source once (more rounds while a cap or budget left work), then exit.
     #[arg(long, env = "SOCBRIDGE_UNTIL_IDLE")]
     pub until_idle: bool,
-    /// Where the HTTP side listens (the ServiceNow webhook `POST /hooks/servicenow`,
-    /// `/healthz`). Not used with `--until-idle`.
+    /// Where the HTTP side listens (the web console, `/api/v1`, the ServiceNow webhook
+    /// `POST /hooks/servicenow`, `/metrics`, `/healthz`). Not used with `--until-idle`.
     #[arg(long, env = "SOCBRIDGE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// With `--until-idle`: how long to keep retrying ticket work before giving up (exit 1,

@@ -127,13 +127,14 @@ async fn dispatch(cli: &Cli, store: socbridge_store::Store) -> anyhow::Result<Ex
                 tracing::info!("shutting down: finishing polls in flight");
                 trigger.cancel();
             });
-            let http = crate::http::serve(engine.clone(), args.listen, shutdown.clone()).await?;
+            let (_, http) =
+                crate::http::serve(engine.clone(), args.listen, shutdown.clone()).await?;
             tracing::info!("socbridge serve: scheduler running (Ctrl-C or SIGTERM to stop)");
             engine.run(shutdown).await?;
             let _ = http.await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sim(_) | Command::Demo(_) | Command::Export(_) => {
+        Command::Sim(_) | Command::Demo(_) | Command::Chaos(_) | Command::Export(_) => {
             unreachable!("dispatched in main")
         }
     }

@@ -62,25 +62,36 @@ pub async fn sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitCode> {
-    // The demo owns a folder of its own inside the data dir and starts it afresh each time.
-    let dir = cli.data_dir.join("demo");
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
-    }
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+/// A fresh world for the demo, the chaos run and the benchmarks: the emulators, a config
+/// pointing at all four of them (ServiceNow on), an embedded database with the config applied,
+/// and the demo containment policy on every tenant.
+pub(crate) struct World {
+    pub sim: SimHandle,
+    pub config_path: std::path::PathBuf,
+    pub store: Store,
+    pub engine: Engine,
+}
 
-    let started = Instant::now();
-    let sim = socbridge_sim::start(SimConfig {
-        listen: "127.0.0.1:0".parse().expect("a literal socket address"),
-        tenants: usize::from(args.tenants),
-        seed: args.seed,
-        rate_per_minute: if args.once { 0.0 } else { 6.0 },
-        ..SimConfig::default()
-    })
-    .await
-    .context("cannot start the emulators")?;
-    // One malformed record, so the demo shows quarantine keeping it apart while the rest flows.
+/// Empties `dir` (the folder is the command's own) and creates it.
+pub(crate) fn fresh_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// Builds a [`World`] in `dir`: `tune` may change the config text the emulators wrote before
+/// it is loaded.
+pub(crate) async fn prepare(
+    dir: &std::path::Path,
+    sim_config: SimConfig,
+    tune: impl Fn(String) -> String,
+) -> anyhow::Result<World> {
+    fresh_dir(dir)?;
+    let sim = socbridge_sim::start(sim_config)
+        .await
+        .context("cannot start the emulators")?;
+    // One malformed record, so quarantine is seen keeping it apart while the rest flows.
     if let Some(first) = sim.endpoints().tenants.first() {
         sim.add_events(AddEvents {
             tenant: first.name.clone(),
@@ -90,23 +101,27 @@ pub async fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitCode> {
             event_type_id: None,
         });
     }
-    let cfg_path = dir.join("socbridge.toml");
-    // Ticketing on: the demo's incidents get their ServiceNow tickets from the emulator.
+    let config_path = dir.join("socbridge.toml");
+    // Ticketing on: incidents get their ServiceNow tickets from the emulator.
     let opts = ConfigOptions {
         servicenow_section: true,
         symantec_sources: true,
         umbrella_sources: true,
     };
-    sim.write_config_with(&cfg_path, &opts)
-        .with_context(|| format!("cannot write {}", cfg_path.display()))?;
-    let config = Config::load(&cfg_path)?;
+    sim.write_config_with(&config_path, &opts)
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    let text = std::fs::read_to_string(&config_path)
+        .with_context(|| format!("cannot read {}", config_path.display()))?;
+    std::fs::write(&config_path, tune(text))
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    let config = Config::load(&config_path)?;
     let store = Store::open_sqlite(&dir.join("socbridge.db")).await?;
     let key =
-        MasterKey::load_or_create(&dir, std::env::var("SOCBRIDGE_MASTER_KEY").ok().as_deref())?;
+        MasterKey::load_or_create(dir, std::env::var("SOCBRIDGE_MASTER_KEY").ok().as_deref())?;
     let engine = Engine::new(store.clone(), key, EngineOptions::default());
     engine.apply_config(&config).await?;
-    // A demo containment policy: isolate the workstation of every high or critical incident,
-    // never a server.
+    // The demo containment policy: isolate the workstation of every high or critical
+    // incident, never a server.
     let policy = socbridge_model::ContainmentPolicy {
         action: socbridge_model::PolicyAction::Isolate,
         deny_hosts: Some("^SRV-".into()),
@@ -117,6 +132,37 @@ pub async fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitCode> {
             .set_containment_policy(t.name.as_str(), Some(&policy))
             .await?;
     }
+    Ok(World {
+        sim,
+        config_path,
+        store,
+        engine,
+    })
+}
+
+/// The emulators on free ports of 127.0.0.1.
+pub(crate) fn sim_config(tenants: u16, seed: u64, rate_per_minute: f64) -> SimConfig {
+    SimConfig {
+        listen: "127.0.0.1:0".parse().expect("a literal socket address"),
+        tenants: usize::from(tenants),
+        seed,
+        rate_per_minute,
+        ..SimConfig::default()
+    }
+}
+
+pub async fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    // The demo owns a folder of its own inside the data dir and starts it afresh each time.
+    let dir = cli.data_dir.join("demo");
+    let started = Instant::now();
+    let World {
+        sim, store, engine, ..
+    } = prepare(
+        &dir,
+        sim_config(args.tenants, args.seed, if args.once { 0.0 } else { 6.0 }),
+        |text| text,
+    )
+    .await?;
     eprintln!(
         "demo: {} tenants on the Secure Endpoint emulator at {}, the Symantec MSS emulator at {} (client certificates) and the Umbrella emulator at {} (one MSSP parent key), tickets in the ServiceNow emulator at {}; data in {}",
         args.tenants,
@@ -139,47 +185,131 @@ pub async fn demo(cli: &Cli, args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let code = if args.once {
         run_once(cli, &engine, &store, &sim, started).await?
     } else {
-        eprintln!(
-            "demo running: new events arrive every few seconds. In another shell:\n  socbridge --data-dir {} incidents list\nCtrl-C to stop.",
-            dir.display()
-        );
-        let shutdown = CancellationToken::new();
-        let trigger = shutdown.clone();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            trigger.cancel();
-        });
-        engine.run(shutdown).await?;
-        ExitCode::SUCCESS
+        run_live(cli, args, &engine, &store, &sim, &dir).await?
     };
     store.close().await;
     sim.shutdown().await;
     Ok(code)
 }
 
-/// One row of the demo summary: the emulator's figures beside the store's.
-#[derive(Debug, serde::Serialize)]
-struct TenantSummary {
-    tenant: String,
-    signals: u64,
-    served: u64,
-    /// Signals stored: findings and quarantined records, an MSS incident counted once
-    /// however many versions of it were stored.
-    stored: u64,
-    findings: i64,
-    incidents: i64,
-    /// Tickets the ServiceNow emulator created for the tenant's incidents.
-    tickets: u64,
-    /// Incidents with more than one ticket (must be 0).
-    doubled: u64,
-    /// Containment actions applied (workstations isolated), and skipped by the deny pattern.
-    isolated: u64,
-    skipped: u64,
-    quarantined: i64,
-    ok: bool,
+/// The demo as a service: the console and the API on `--listen`, an admin token to sign in
+/// with, new events arriving every few seconds, live counters, until Ctrl-C.
+async fn run_live(
+    cli: &Cli,
+    args: &DemoArgs,
+    engine: &Engine,
+    store: &Store,
+    sim: &SimHandle,
+    dir: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let shutdown = CancellationToken::new();
+    let (addr, http) = crate::http::serve(engine.clone(), args.listen, shutdown.clone())
+        .await
+        .map_err(|e| {
+            crate::bad_input(format!(
+                "{e:#} (another program holds the port? pick one with --listen 127.0.0.1:PORT, \
+                 or port 0 for any free one)"
+            ))
+        })?;
+    let token = crate::api::auth::new_token();
+    store
+        .create_token(&socbridge_store::NewToken {
+            token: &token,
+            label: Some("demo"),
+            role: socbridge_store::TokenRole::Admin,
+            tenants: &[],
+        })
+        .await?;
+    let url = format!("http://{addr}/");
+    match cli.output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({"console": url, "api": format!("http://{addr}/api/v1"), "admin_token": token})
+        ),
+        Output::Table => {
+            println!("console:     {url}");
+            println!("API:         http://{addr}/api/v1 (OpenAPI at /api/v1/openapi.json)");
+            println!("admin token: {token}");
+        }
+    }
+    eprintln!(
+        "demo running: new events arrive every few seconds; sign in to the console with the \
+         admin token above. Or, in another shell:\n  socbridge --data-dir {} incidents list\nCtrl-C to stop.",
+        dir.display()
+    );
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        trigger.cancel();
+    });
+    let (run, ()) = tokio::join!(
+        engine.run(shutdown.clone()),
+        live_counters(store, sim, shutdown.clone())
+    );
+    run?;
+    let _ = http.await;
+    Ok(ExitCode::SUCCESS)
 }
 
-async fn summarise(store: &Store, sim: &SimHandle) -> anyhow::Result<Vec<TenantSummary>> {
+/// One line every 10 s while the live demo runs: what the emulators hold and what is stored.
+async fn live_counters(store: &Store, sim: &SimHandle, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let counts = match store.counts(None).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the counts");
+                continue;
+            }
+        };
+        let c = sim.counters();
+        let tickets: u64 = c.servicenow.tickets_by_correlation_id.values().sum();
+        let isolations: u64 = c
+            .secure_endpoint
+            .tenants
+            .values()
+            .map(|t| t.isolation_start)
+            .sum();
+        eprintln!(
+            "live: {} findings, {} incidents ({} open), {tickets} tickets, {isolations} isolations, {} quarantined",
+            counts.findings, counts.incidents, counts.open_incidents, counts.quarantined
+        );
+    }
+}
+
+/// One row of the demo summary: the emulator's figures beside the store's.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct TenantSummary {
+    pub tenant: String,
+    pub signals: u64,
+    pub served: u64,
+    /// Signals stored: findings and quarantined records, an MSS incident counted once
+    /// however many versions of it were stored.
+    pub stored: u64,
+    pub findings: i64,
+    pub incidents: i64,
+    /// Tickets the ServiceNow emulator created for the tenant's incidents.
+    pub tickets: u64,
+    /// Incidents with more than one ticket (must be 0).
+    pub doubled: u64,
+    /// Containment actions applied (workstations isolated, including those since released),
+    /// and skipped by the deny pattern.
+    pub isolated: u64,
+    pub skipped: u64,
+    /// Isolations stopped because their incident closed.
+    pub released: u64,
+    pub quarantined: i64,
+    pub ok: bool,
+}
+
+pub(crate) async fn summarise(
+    store: &Store,
+    sim: &SimHandle,
+) -> anyhow::Result<Vec<TenantSummary>> {
     let counters = sim.counters();
     let mut rows = Vec::new();
     let tenants: BTreeMap<_, _> = counters.secure_endpoint.tenants.iter().collect();
@@ -256,10 +386,14 @@ async fn summarise(store: &Store, sim: &SimHandle) -> anyhow::Result<Vec<TenantS
             })
             .await?;
         let actions: Vec<_> = incidents.iter().flat_map(|i| i.actions.iter()).collect();
-        let isolated = actions.iter().filter(|a| a.state == "applied").count() as u64;
-        let skipped = actions.iter().filter(|a| a.state == "skipped").count() as u64;
-        let planned = actions.iter().filter(|a| a.state == "planned").count();
-        let contained_once = c.isolation_start == isolated && planned == 0;
+        let count = |state: &str| actions.iter().filter(|a| a.state == state).count() as u64;
+        let released = count("reverted");
+        let isolated = count("applied") + released;
+        let skipped = count("skipped");
+        // Each isolation started once at the emulator, each release stopped once, none left
+        // half done.
+        let contained_once =
+            c.isolation_start == isolated && c.isolation_stop == released && count("planned") == 0;
         rows.push(TenantSummary {
             tenant: name.clone(),
             signals,
@@ -274,6 +408,7 @@ async fn summarise(store: &Store, sim: &SimHandle) -> anyhow::Result<Vec<TenantS
             doubled,
             isolated,
             skipped,
+            released,
             quarantined: counts.quarantined,
             ok: se_stored == se_signals
                 && mss_stored == mss_signals

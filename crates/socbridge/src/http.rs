@@ -18,26 +18,28 @@ pub fn router(engine: Engine) -> Router {
         .merge(crate::api::router(engine))
 }
 
-/// Binds `listen` and serves until `shutdown`, finishing requests in flight.
+/// Binds `listen` and serves until `shutdown`, finishing requests in flight. Answers the
+/// address bound (the port picked when `listen` asks for port 0).
 pub async fn serve(
     engine: Engine,
     listen: SocketAddr,
     shutdown: CancellationToken,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "HTTP listening (/api/v1, POST /hooks/servicenow, /metrics, /healthz, /readyz)");
     let app = router(engine);
-    Ok(tokio::spawn(async move {
+    let handle = tokio::spawn(async move {
         let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await;
         if let Err(e) = result {
             tracing::error!(error = %e, "HTTP server stopped");
         }
-    }))
+    });
+    Ok((addr, handle))
 }
 
 fn problem(status: StatusCode, detail: String) -> Response {

@@ -5,6 +5,7 @@
 //! 1 anything else.
 
 mod api;
+mod chaos;
 mod cli;
 mod commands;
 mod demo;
@@ -70,7 +71,9 @@ fn is_bad_input(err: &anyhow::Error) -> bool {
 
 fn init_logging(cli: &Cli) {
     let default = match cli.command {
-        Command::Serve(_) | Command::Demo(_) | Command::Sim(_) => "info,sqlx=warn",
+        Command::Serve(_) | Command::Demo(_) | Command::Sim(_) | Command::Chaos(_) => {
+            "info,sqlx=warn"
+        }
         _ => "warn",
     };
     let filter = cli
@@ -89,6 +92,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Sim(args) => demo::sim(args).await,
         Command::Demo(args) => demo::demo(&cli, args).await,
+        Command::Chaos(args) => chaos::chaos(&cli, args).await,
         Command::Export(args) => export::run(&cli, args).await,
         _ => commands::run(&cli).await,
     }

@@ -259,6 +259,91 @@ async fn render(state: &ApiState) -> Result<String, socbridge_store::StoreError>
         .unwrap_or(0.0);
     let _ = writeln!(out, "socbridge_outbox_oldest_age_seconds {age}");
 
+    write_engine_counters(&state.engine.metrics().snapshot(), &mut out);
     state.http.write(&mut out);
     Ok(out)
+}
+
+/// The engine's counters since the process started.
+fn write_engine_counters(m: &socbridge_engine::MetricsSnapshot, out: &mut String) {
+    type Get = fn(&socbridge_engine::PollCounters) -> u64;
+    let polls: [(&str, &str, Get); 5] = [
+        (
+            "socbridge_polls_total",
+            "Polls that ended well, by source.",
+            |c| c.ok,
+        ),
+        (
+            "socbridge_poll_errors_total",
+            "Polls that failed, by source.",
+            |c| c.failed,
+        ),
+        (
+            "socbridge_records_read_total",
+            "Vendor records read (a record read twice counts twice).",
+            |c| c.records,
+        ),
+        (
+            "socbridge_findings_stored_total",
+            "New findings stored.",
+            |c| c.new_findings,
+        ),
+        (
+            "socbridge_duplicates_dropped_total",
+            "Records dropped because their finding was already stored.",
+            |c| c.duplicates,
+        ),
+    ];
+    for (name, help, get) in polls {
+        gauge(out, name, help, "counter");
+        for ((tenant, source, kind), c) in &m.polls {
+            let _ = writeln!(
+                out,
+                "{name}{{tenant=\"{}\",source=\"{}\",kind=\"{}\"}} {}",
+                escape(tenant),
+                escape(source),
+                escape(kind),
+                get(c)
+            );
+        }
+    }
+    gauge(
+        out,
+        "socbridge_outbox_attempts_total",
+        "Outbox work attempted (target servicenow: tickets, notes, closes; vendor: \
+         write-backs; containment), by how it ended.",
+        "counter",
+    );
+    for ((tenant, target, kind, result), n) in &m.outbox {
+        let _ = writeln!(
+            out,
+            "socbridge_outbox_attempts_total{{tenant=\"{}\",target=\"{}\",kind=\"{}\",result=\"{}\"}} {n}",
+            escape(tenant),
+            escape(target),
+            escape(kind),
+            result.as_str()
+        );
+    }
+    gauge(
+        out,
+        "socbridge_tickets_created_total",
+        "ServiceNow tickets opened by this process.",
+        "counter",
+    );
+    let mut tickets: BTreeMap<&str, u64> = BTreeMap::new();
+    for ((tenant, target, kind, result), n) in &m.outbox {
+        if target == "servicenow"
+            && kind == "create"
+            && *result == socbridge_engine::OutboxResult::Done
+        {
+            *tickets.entry(tenant).or_default() += n;
+        }
+    }
+    for (tenant, n) in tickets {
+        let _ = writeln!(
+            out,
+            "socbridge_tickets_created_total{{tenant=\"{}\"}} {n}",
+            escape(tenant)
+        );
+    }
 }

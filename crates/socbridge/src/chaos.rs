@@ -1,0 +1,413 @@
+//! `socbridge chaos`: the promises under faults and crashes, re-runnable by anyone.
+//!
+//! The emulators of all four services run in this process with faults on everywhere (429s,
+//! 5xx, slow, dropped and truncated answers, writes committed and then their answer dropped,
+//! events repeated across pages) and a long ServiceNow outage in the middle of the run. New
+//! signals keep arriving at every vendor and analysts close incidents (so isolations are
+//! released) while a driver starts `socbridge serve` as a child process and SIGKILLs it at
+//! random instants, `--kills` times. Then the faults stop, `serve --until-idle` runs until
+//! nothing is left, and the emulators' own counters are compared with the database: every
+//! signal stored once, one ticket per incident, each isolation started once and stopped once.
+
+use crate::cli::{ChaosArgs, Cli, Output};
+use crate::commands::table;
+use crate::demo::{TenantSummary, prepare, sim_config, summarise};
+use anyhow::Context as _;
+use rand::{Rng, SeedableRng};
+use socbridge_model::{IncidentFilter, IncidentStatus, IncidentUpdate};
+use socbridge_sim::{
+    AddEvents, AddSymantecIncidents, AddUmbrellaRecords, Faults, ServiceNowFaults, SimHandle,
+    SymantecFaults, UmbrellaFaults,
+};
+use socbridge_store::Store;
+use std::path::Path;
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+/// The figures of a chaos run.
+#[derive(Debug, serde::Serialize)]
+struct Figures {
+    seed: u64,
+    kills: usize,
+    /// Runs of `serve` that ended on their own before their kill (should be 0: a daemon).
+    exited_early: usize,
+    /// Kills that landed while the ServiceNow emulator was down.
+    kills_during_outage: usize,
+    /// Incidents closed by the driver while `serve` ran and was killed.
+    closed_by_analysts: usize,
+    /// Faults the emulators injected, by service.
+    faults: serde_json::Value,
+    /// `serve --until-idle` runs needed to settle after the faults stopped.
+    settle_runs: usize,
+    signals: u64,
+    stored: u64,
+    lost: u64,
+    incidents: i64,
+    tickets: u64,
+    doubled_tickets: u64,
+    isolations_started: u64,
+    isolations_released: u64,
+    elapsed_s: f64,
+    tenants: Vec<TenantSummary>,
+    ok: bool,
+}
+
+pub async fn chaos(cli: &Cli, args: &ChaosArgs) -> anyhow::Result<ExitCode> {
+    if args.min_ms == 0 || args.min_ms > args.max_ms {
+        return Err(crate::bad_input(format!(
+            "--min-ms ({}) must be at least 1 and at most --max-ms ({})",
+            args.min_ms, args.max_ms
+        )));
+    }
+    let kills = args.kills as usize;
+    let seed = args.seed.unwrap_or_else(rand::random);
+    eprintln!("chaos: seed {seed} (pass --seed {seed} to replay the same schedule)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let started = Instant::now();
+    let dir = cli.data_dir.join("chaos");
+    // Short intervals so that a run of a second or two polls, tickets and syncs; small pages
+    // so that kills land between and inside commits.
+    let world = prepare(&dir, sim_config(args.tenants, seed, 0.0), |text| {
+        let text = text
+            .replace("[servicenow]\n", "[servicenow]\nsync_interval = \"2s\"\n")
+            .replace(
+                "kind = \"secure_endpoint\"\n",
+                "kind = \"secure_endpoint\"\npage_size = 25\n",
+            );
+        format!("{text}\n[defaults]\npoll_interval = \"1s\"\ncap_per_run = 60\n")
+    })
+    .await?;
+    let sim = &world.sim;
+    faults_on(sim);
+    let exe = std::env::current_exe().context("cannot find the socbridge binary")?;
+    let log_path = dir.join("serve.log");
+    let outage = (kills / 4, kills / 4 + kills / 5);
+
+    let mut exited_early = 0;
+    let mut kills_during_outage = 0;
+    let mut closed_by_analysts = 0;
+    for i in 0..kills {
+        if i == outage.0 && outage.1 > outage.0 {
+            eprintln!("chaos: ServiceNow goes down");
+            sim.set_servicenow_outage(true);
+        }
+        if i == outage.1 {
+            eprintln!("chaos: ServiceNow is back");
+            sim.set_servicenow_outage(false);
+        }
+        add_signals(sim, &mut rng);
+        if i % 3 == 2 && close_one(&world.store, &mut rng).await? {
+            closed_by_analysts += 1;
+        }
+        let mut child = serve(&exe, &dir, &world.config_path, &log_path)?;
+        let wait = Duration::from_millis(rng.random_range(args.min_ms..=args.max_ms));
+        match tokio::time::timeout(wait, child.wait()).await {
+            Ok(status) => {
+                exited_early += 1;
+                tracing::warn!(?status, "serve ended before its kill");
+            }
+            Err(_) => {
+                child.start_kill().context("cannot SIGKILL serve")?;
+                child.wait().await.context("serve did not die")?;
+            }
+        }
+        if i >= outage.0 && i < outage.1 {
+            kills_during_outage += 1;
+        }
+        if cli.output == Output::Table && ((i + 1) % 10 == 0 || i + 1 == kills) {
+            let c = world.store.counts(None).await?;
+            eprintln!(
+                "chaos: {}/{} kills; {} findings, {} incidents so far ({:.0}s)",
+                i + 1,
+                kills,
+                c.findings,
+                c.incidents,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    sim.set_servicenow_outage(false);
+    faults_off(sim);
+    let faults = fault_figures(sim);
+
+    // Settle: runs to completion until one stores nothing new and leaves no outbox work.
+    let mut settle_runs = 0;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        settle_runs += 1;
+        let out = tokio::process::Command::new(&exe)
+            .args(common_args(&dir, &world.config_path))
+            .args(["--output", "json", "serve", "--until-idle"])
+            .env_remove("SOCBRIDGE_DATABASE_URL")
+            .stdin(Stdio::null())
+            .stderr(log_file(&log_path)?)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .context("cannot run serve --until-idle")?;
+        let new: u64 = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| {
+                v.as_array().map(|a| {
+                    a.iter()
+                        .map(|r| r["new_findings"].as_u64().unwrap_or(0))
+                        .sum()
+                })
+            })
+            .unwrap_or(u64::MAX);
+        if out.status.success() && new == 0 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            anyhow::bail!(
+                "the store did not settle after {settle_runs} runs (see {})",
+                log_path.display()
+            );
+        }
+    }
+
+    let rows = summarise(&world.store, sim).await?;
+    let sum = |f: fn(&TenantSummary) -> u64| rows.iter().map(f).sum::<u64>();
+    let figures = Figures {
+        seed,
+        kills,
+        exited_early,
+        kills_during_outage,
+        closed_by_analysts,
+        faults,
+        settle_runs,
+        signals: sum(|r| r.signals),
+        stored: sum(|r| r.stored),
+        lost: sum(|r| r.signals.saturating_sub(r.stored)),
+        incidents: rows.iter().map(|r| r.incidents).sum(),
+        tickets: sum(|r| r.tickets),
+        doubled_tickets: sum(|r| r.doubled),
+        isolations_started: sum(|r| r.isolated),
+        isolations_released: sum(|r| r.released),
+        elapsed_s: started.elapsed().as_secs_f64(),
+        ok: rows.iter().all(|r| r.ok),
+        tenants: rows,
+    };
+    report(cli.output, &figures)?;
+    world.store.close().await;
+    world.sim.shutdown().await;
+    Ok(if figures.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn faults_on(sim: &SimHandle) {
+    sim.set_faults(Faults {
+        rate_429: 0.04,
+        rate_500: 0.03,
+        rate_503: 0.03,
+        rate_slow: 0.03,
+        slow_ms: 200,
+        rate_drop: 0.04,
+        rate_truncate: 0.03,
+        rate_duplicate: 0.3,
+    });
+    sim.set_servicenow_faults(ServiceNowFaults {
+        rate_429: 0.04,
+        rate_500: 0.03,
+        rate_503: 0.03,
+        rate_slow: 0.03,
+        slow_ms: 200,
+        rate_drop: 0.03,
+        rate_truncate: 0.03,
+        rate_commit_drop: 0.1,
+    });
+    sim.set_symantec_faults(SymantecFaults {
+        rate_500: 0.04,
+        rate_503: 0.04,
+        rate_slow: 0.03,
+        slow_ms: 200,
+        rate_drop: 0.03,
+        rate_truncate: 0.03,
+        rate_commit_drop: 0.1,
+    });
+    sim.set_umbrella_faults(UmbrellaFaults {
+        rate_429: 0.04,
+        rate_500: 0.03,
+        rate_503: 0.03,
+        rate_slow: 0.03,
+        slow_ms: 200,
+        rate_drop: 0.03,
+        rate_truncate: 0.03,
+        rate_duplicate: 0.3,
+    });
+}
+
+fn faults_off(sim: &SimHandle) {
+    sim.set_faults(Faults::default());
+    sim.set_servicenow_faults(ServiceNowFaults::default());
+    sim.set_symantec_faults(SymantecFaults::default());
+    sim.set_umbrella_faults(UmbrellaFaults::default());
+}
+
+fn fault_figures(sim: &SimHandle) -> serde_json::Value {
+    let c = sim.counters();
+    serde_json::json!({
+        "secure_endpoint": c.secure_endpoint.faults,
+        "servicenow": c.servicenow.faults,
+        "symantec_mss": c.symantec_mss.faults,
+        "umbrella": c.umbrella.faults,
+    })
+}
+
+/// New signals at every vendor for a random tenant: the load keeps coming while `serve` dies.
+fn add_signals(sim: &SimHandle, rng: &mut impl Rng) {
+    let tenants = &sim.endpoints().tenants;
+    if tenants.is_empty() {
+        return;
+    }
+    let tenant = tenants[rng.random_range(0..tenants.len())].name.clone();
+    sim.add_events(AddEvents {
+        tenant: tenant.clone(),
+        count: rng.random_range(1..=12),
+        malformed: false,
+        same_second: rng.random_bool(0.3),
+        event_type_id: None,
+    });
+    if rng.random_bool(0.5) {
+        let _ = sim.add_symantec_incidents(AddSymantecIncidents {
+            tenant: tenant.clone(),
+            count: rng.random_range(1..=3),
+            severity: None,
+        });
+    }
+    if rng.random_bool(0.5) {
+        let _ = sim.add_umbrella_records(AddUmbrellaRecords {
+            org: tenant,
+            count: rng.random_range(1..=6),
+            same_second: rng.random_bool(0.5),
+            ..AddUmbrellaRecords::default()
+        });
+    }
+}
+
+/// An analyst closes an open incident, preferring one with an isolation to release.
+async fn close_one(store: &Store, rng: &mut impl Rng) -> anyhow::Result<bool> {
+    let open = store
+        .list_incidents(&IncidentFilter {
+            statuses: vec![IncidentStatus::New, IncidentStatus::InProgress],
+            limit: Some(500),
+            ..IncidentFilter::default()
+        })
+        .await?;
+    let isolated: Vec<_> = open
+        .iter()
+        .filter(|i| i.actions.iter().any(|a| a.state == "applied"))
+        .collect();
+    let pick = if !isolated.is_empty() {
+        isolated[rng.random_range(0..isolated.len())]
+    } else if !open.is_empty() {
+        &open[rng.random_range(0..open.len())]
+    } else {
+        return Ok(false);
+    };
+    let update = IncidentUpdate {
+        status: Some(IncidentStatus::Closed),
+        resolution: Some("chaos: closed by an analyst".into()),
+        actor: "chaos".into(),
+        ..IncidentUpdate::default()
+    };
+    Ok(store
+        .update_incident(pick.id, None, &update)
+        .await?
+        .is_some())
+}
+
+/// The child's options: the chaos run's own data dir and config, logs at info.
+fn common_args(dir: &Path, config: &Path) -> Vec<std::ffi::OsString> {
+    vec![
+        "--data-dir".into(),
+        dir.into(),
+        "--config".into(),
+        config.into(),
+        "--log".into(),
+        "info,sqlx=warn".into(),
+    ]
+}
+
+fn log_file(path: &Path) -> anyhow::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
+fn serve(
+    exe: &Path,
+    dir: &Path,
+    config: &Path,
+    log: &Path,
+) -> anyhow::Result<tokio::process::Child> {
+    tokio::process::Command::new(exe)
+        .args(common_args(dir, config))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        // The child runs on the chaos run's own database, never on one named elsewhere.
+        .env_remove("SOCBRIDGE_DATABASE_URL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file(log)?)
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start serve")
+}
+
+fn report(output: Output, f: &Figures) -> anyhow::Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(f)?),
+        Output::Table => {
+            let mut t = table(&[
+                "TENANT",
+                "SIGNALS",
+                "STORED",
+                "INCIDENTS",
+                "TICKETS",
+                "DOUBLED",
+                "ISOLATED",
+                "RELEASED",
+                "CHECK",
+            ]);
+            for r in &f.tenants {
+                t.add_row(vec![
+                    r.tenant.clone(),
+                    r.signals.to_string(),
+                    r.stored.to_string(),
+                    r.incidents.to_string(),
+                    r.tickets.to_string(),
+                    r.doubled.to_string(),
+                    r.isolated.to_string(),
+                    r.released.to_string(),
+                    if r.ok { "ok" } else { "MISMATCH" }.to_string(),
+                ]);
+            }
+            println!("{t}");
+            println!(
+                "{} SIGKILLs ({} during a ServiceNow outage), {} incidents closed meanwhile, \
+                 faults injected: {}",
+                f.kills, f.kills_during_outage, f.closed_by_analysts, f.faults
+            );
+            println!(
+                "{} signals, {} stored, {} lost, {} incidents, {} tickets, {} doubled, {} \
+                 isolations started and {} released, each once; {} in {:.0}s",
+                f.signals,
+                f.stored,
+                f.lost,
+                f.incidents,
+                f.tickets,
+                f.doubled_tickets,
+                f.isolations_started,
+                f.isolations_released,
+                if f.ok { "check passed" } else { "CHECK FAILED" },
+                f.elapsed_s
+            );
+        }
+    }
+    Ok(())
+}
