@@ -85,7 +85,8 @@ pub async fn list_tenants(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
-    #[schema(example = "acme")]
+    /// Lowercase letters, digits, `-` and `_`, starting with a letter or digit, up to 40.
+    #[schema(example = "acme", pattern = "^[a-z0-9][a-z0-9_-]{0,39}$")]
     pub name: String,
     pub display_name: Option<String>,
 }
@@ -330,7 +331,7 @@ pub async fn list_tokens(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTokenIn {
-    /// `admin` or `analyst`.
+    #[schema(value_type = super::schemas::Role)]
     pub role: String,
     /// An analyst's tenants (at least one); none for an admin.
     #[serde(default)]

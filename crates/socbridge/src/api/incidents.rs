@@ -38,6 +38,7 @@ pub struct ListParams {
     /// Incidents with this IP address as an observable.
     pub source_ip: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -59,6 +60,11 @@ fn split(list: &Option<String>) -> impl Iterator<Item = &str> {
         .filter(|s| !s.is_empty())
 }
 
+/// A query parameter's value, trimmed; an empty one (`?since=`) counts as not given.
+fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
 fn encode_cursor(at: Timestamp, id: i64) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}:{id}", at.as_micros()))
 }
@@ -77,7 +83,7 @@ fn decode_cursor(text: &str) -> Option<(Timestamp, i64)> {
 /// revealed).
 pub fn filter_for(caller: &Caller, p: &ListParams) -> ApiResult<Option<IncidentFilter>> {
     let now = Timestamp::now();
-    let since = match &p.since {
+    let since = match given(&p.since) {
         Some(s) => Some(
             crate::incidents::parse_since(s, now)
                 .map_err(|e| Problem::bad_request(format!("since: {e:#}")))?,
@@ -96,9 +102,8 @@ pub fn filter_for(caller: &Caller, p: &ListParams) -> ApiResult<Option<IncidentF
                 .map_err(|e| Problem::bad_request(format!("status: {e}")))
         })
         .collect::<ApiResult<Vec<_>>>()?;
-    if let Some(ip) = &p.source_ip {
-        ip.trim()
-            .parse::<std::net::IpAddr>()
+    if let Some(ip) = given(&p.source_ip) {
+        ip.parse::<std::net::IpAddr>()
             .map_err(|_| Problem::bad_request(format!("source_ip: `{ip}` is not an IP address")))?;
     }
     let limit = p.limit.unwrap_or(DEFAULT_PAGE);
@@ -107,7 +112,7 @@ pub fn filter_for(caller: &Caller, p: &ListParams) -> ApiResult<Option<IncidentF
             "limit: {limit} is not between 1 and {MAX_PAGE}"
         )));
     }
-    let before = match &p.cursor {
+    let before = match given(&p.cursor) {
         Some(c) => Some(decode_cursor(c).ok_or_else(|| {
             Problem::bad_request("cursor: not a cursor of this API (pass `next_cursor` as given)")
         })?),
@@ -127,7 +132,7 @@ pub fn filter_for(caller: &Caller, p: &ListParams) -> ApiResult<Option<IncidentF
         since,
         severities,
         statuses,
-        source_ip: p.source_ip.as_ref().map(|s| s.trim().to_string()),
+        source_ip: given(&p.source_ip).map(str::to_string),
         limit: Some(limit),
         before,
     }))
@@ -212,7 +217,7 @@ pub async fn findings(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IncidentPatch {
-    #[schema(example = "in_progress")]
+    #[schema(value_type = Option<schemas::Status>, example = "in_progress")]
     pub status: Option<String>,
     pub resolution: Option<String>,
     pub assignee: Option<String>,
@@ -266,7 +271,9 @@ pub async fn update(
 /// What to contain the incident's computer with: `{"isolate": true}` or `{"move_to": "G"}`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1, max_properties = 1)]
 pub struct ContainRequest {
+    /// `true` to isolate (`false` alone asks for nothing).
     #[serde(default)]
     pub isolate: bool,
     /// Move the computer to this group (instead of isolating it).

@@ -42,7 +42,7 @@ pub struct ApiState {
         admin::sources_health,
     ),
     components(schemas(problem::Problem)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonErrors),
     tags((name = "incidents"), (name = "admin", description = "admin tokens only"),
         (name = "operations")),
 )]
@@ -58,6 +58,59 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// The errors every route may answer, added to each operation that does not list them itself,
+/// so that the document names every status the API answers: 400 (a malformed path, query or
+/// body), 401 (no or unknown token), 403 (an analyst on an admin route), 404, and for routes
+/// with a body 415 (not JSON) and 422 (JSON of the wrong shape).
+struct CommonErrors;
+
+impl utoipa::Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let problem = |why: &str| {
+            ResponseBuilder::new()
+                .description(why)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let ops = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in ops.into_iter().flatten() {
+                if op.security.is_none() {
+                    continue;
+                }
+                let mut common = vec![
+                    ("400", "malformed path, query or body"),
+                    ("401", "no token, or not a live one"),
+                    ("403", "the token's role may not do this"),
+                    ("404", "no such resource, or not the caller's"),
+                ];
+                if op.request_body.is_some() {
+                    common.push(("415", "the body is not `application/json`"));
+                    common.push(("422", "the JSON does not have the shape asked for"));
+                }
+                for (status, why) in common {
+                    op.responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| problem(why).into());
+                }
+            }
+        }
     }
 }
 

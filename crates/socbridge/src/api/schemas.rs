@@ -6,6 +6,25 @@
 
 use utoipa::ToSchema;
 
+/// Where an incident stands.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum Status {
+    New,
+    InProgress,
+    OnHold,
+    Resolved,
+    Closed,
+}
+
+/// What a token may do: an admin everything, an analyst its tenants' incidents.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Analyst,
+}
+
 /// `{type, value}`: an IP, hostname, user, hash, URL, domain...
 #[derive(ToSchema)]
 pub struct Observable {
