@@ -16,28 +16,27 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# wait_for_url URL SECONDS: polls until URL answers 2xx, or fails naming it.
-wait_for_url() {
-    local url="$1" secs="$2" i=0
-    while ! curl -fsS -o /dev/null "$url" 2>/dev/null; do
+# wait_until SECONDS WHAT COMMAND...: runs COMMAND every 0.1 s until it succeeds, or fails
+# naming WHAT after SECONDS.
+wait_until() {
+    local secs="$1" what="$2" i=0
+    shift 2
+    while ! "$@" >/dev/null 2>&1; do
         i=$((i + 1))
         if [ "$i" -gt $((secs * 10)) ]; then
-            echo "error: $url did not answer within ${secs}s" >&2
+            echo "error: $what within ${secs}s" >&2
             return 1
         fi
         sleep 0.1
     done
 }
 
-# wait_for_file PATH SECONDS
+# wait_for_url URL SECONDS: until URL answers 2xx.
+wait_for_url() {
+    wait_until "$2" "$1 did not answer" curl -fsS -o /dev/null "$1"
+}
+
+# wait_for_file PATH SECONDS: until PATH exists and is not empty.
 wait_for_file() {
-    local path="$1" secs="$2" i=0
-    while [ ! -s "$path" ]; do
-        i=$((i + 1))
-        if [ "$i" -gt $((secs * 10)) ]; then
-            echo "error: $path was not written within ${secs}s" >&2
-            return 1
-        fi
-        sleep 0.1
-    done
+    wait_until "$2" "$1 was not written" test -s "$1"
 }

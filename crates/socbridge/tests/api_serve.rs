@@ -79,16 +79,7 @@ async fn serve_answers_the_api_with_a_cli_token_and_stops_on_sigterm() {
         .unwrap();
     assert_eq!(doc.status(), 200);
 
-    let pid = child.id().expect("serve is running").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::time::timeout(Duration::from_secs(60), child.wait())
-        .await
-        .expect("serve stops after SIGTERM")
-        .unwrap();
+    let exit = stop_with(&mut child, "TERM").await;
     assert!(exit.success(), "serve exits 0 on SIGTERM: {exit:?}");
     sim.shutdown().await;
 }

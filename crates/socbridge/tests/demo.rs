@@ -99,15 +99,6 @@ async fn live_demo_prints_the_console_and_a_working_admin_token_until_ctrl_c() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let pid = child.id().expect("demo is running").to_string();
-    let sent = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let exit = tokio::time::timeout(Duration::from_secs(60), child.wait())
-        .await
-        .expect("the demo stops after Ctrl-C")
-        .unwrap();
+    let exit = stop_with(&mut child, "INT").await;
     assert!(exit.success(), "the demo exits 0 on Ctrl-C: {exit:?}");
 }

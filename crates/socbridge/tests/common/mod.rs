@@ -106,3 +106,21 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Sends `signal` (`INT`, `TERM`) to a running child and waits for it to exit, with a
+/// deadline; answers its exit status.
+pub async fn stop_with(
+    child: &mut tokio::process::Child,
+    signal: &str,
+) -> std::process::ExitStatus {
+    let pid = child.id().expect("the child is running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args([format!("-{signal}").as_str(), &pid])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill -{signal} {pid}");
+    tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("the child did not stop within 60 s of SIG{signal}"))
+        .expect("the child's status")
+}
