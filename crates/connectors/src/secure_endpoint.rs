@@ -17,6 +17,8 @@
 //! `high` (that is why they are on the list), the others `medium`; an unknown label is treated
 //! as absent rather than losing a threat detection over a word.
 
+pub mod event_streams;
+
 use crate::ConnectorError;
 use crate::http::{HttpStack, Retry};
 use secrecy::{ExposeSecret, SecretString};

@@ -131,6 +131,8 @@ struct FileSource {
     overlap: Option<Duration>,
     cap_per_run: Option<usize>,
     page_size: Option<u32>,
+    /// Secure Endpoint: also consume the Event Stream (push) while serving.
+    push: Option<bool>,
     // Symantec MSS.
     /// A PEM file of an extra root CA (relative to the config file).
     ca_file: Option<PathBuf>,
@@ -257,6 +259,12 @@ impl Config {
                 }
                 let poll = defaults.overlay(s.poll_interval, s.lookback, s.overlap, s.cap_per_run);
                 poll.validate().map_err(err)?;
+                if s.push.is_some() && s.kind != SourceKind::SecureEndpoint {
+                    return Err(err(format!(
+                        "`push` is only for kind secure_endpoint (Event Streams), not {}",
+                        s.kind
+                    )));
+                }
                 let (settings, secrets) = match s.kind {
                     SourceKind::SecureEndpoint => {
                         let client_id = s.client_id.clone().ok_or_else(|| {
@@ -276,7 +284,7 @@ impl Config {
                                 }
                             ))
                         })?;
-                        let se = SecureEndpointSettings::new(
+                        let mut se = SecureEndpointSettings::new(
                             s.base_url.clone(),
                             client_id,
                             s.event_types.clone(),
@@ -284,6 +292,7 @@ impl Config {
                             poll,
                         )
                         .map_err(err)?;
+                        se.push = s.push.unwrap_or(false);
                         (
                             SourceSettings::SecureEndpoint(se),
                             SecretFields::new().with("api_key", SecretString::from(key)),
@@ -601,6 +610,28 @@ api_key_env = "SOCBRIDGE_TEST_SURELY_UNSET_VAR"
         let msg = parse(text).unwrap_err().to_string();
         assert!(msg.contains("SOCBRIDGE_TEST_SURELY_UNSET_VAR"), "{msg}");
         assert!(msg.contains("acme") && msg.contains("amp"), "{msg}");
+    }
+
+    #[test]
+    fn push_is_read_for_secure_endpoint_and_refused_elsewhere() {
+        // The key is read from a variable every environment has; its value does not matter.
+        let text = |kind: &str, extra: &str| {
+            format!(
+                "[[tenants]]\nname = \"acme\"\n[[tenants.sources]]\nname = \"s\"\nkind = \"{kind}\"\nclient_id = \"c\"\napi_key_env = \"PATH\"\ncredential = \"u\"\n{extra}"
+            )
+        };
+        let push_of = |cfg: Config| match &cfg.tenants[0].sources[0].settings {
+            SourceSettings::SecureEndpoint(se) => se.push,
+            other => panic!("not Secure Endpoint: {other:?}"),
+        };
+        assert!(push_of(
+            parse(&text("secure_endpoint", "push = true\n")).unwrap()
+        ));
+        assert!(!push_of(parse(&text("secure_endpoint", "")).unwrap()));
+        let msg = parse(&text("umbrella", "push = true\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("`push`") && msg.contains("umbrella"), "{msg}");
     }
 
     #[test]

@@ -488,8 +488,10 @@ impl Engine {
     /// flight (each commits page by page, so stopping between pages loses nothing).
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), EngineError> {
         let tickets = tokio::spawn(self.clone().run_ticketing(shutdown.clone()));
+        let push = tokio::spawn(crate::push::run(self.clone(), shutdown.clone()));
         let result = self.run_polls(shutdown).await;
         let _ = tickets.await;
+        let _ = push.await;
         result
     }
 

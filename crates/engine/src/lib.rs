@@ -6,6 +6,7 @@ mod containment;
 pub mod engine;
 pub mod metrics;
 pub mod poll;
+mod push;
 pub mod settings;
 pub mod symantec;
 pub mod ticketing;

@@ -197,22 +197,57 @@ pub(crate) async fn store_batch(
     cap: usize,
     report: &mut PollReport,
 ) -> Result<(), StoreError> {
+    store_with(
+        store,
+        source,
+        findings,
+        quarantined,
+        Some(cap),
+        true,
+        report,
+    )
+    .await
+}
+
+/// Stores events that arrived by push ([`crate::push`]) the way a poll stores a page (same
+/// keys, so an event both pushed and polled is stored once; same correlation and ticketing),
+/// without the per-run cap (a delivery is acknowledged only if it was stored) and without
+/// moving the cursor mark (only a poll, which reads a whole window, may).
+pub(crate) async fn store_pushed(
+    store: &Store,
+    source: &SourceRecord,
+    findings: Vec<socbridge_model::Finding>,
+    quarantined: Vec<socbridge_model::Quarantined>,
+    report: &mut PollReport,
+) -> Result<(), StoreError> {
+    store_with(store, source, findings, quarantined, None, false, report).await
+}
+
+async fn store_with(
+    store: &Store,
+    source: &SourceRecord,
+    findings: Vec<socbridge_model::Finding>,
+    quarantined: Vec<socbridge_model::Quarantined>,
+    cap: Option<usize>,
+    move_mark: bool,
+    report: &mut PollReport,
+) -> Result<(), StoreError> {
     for q in &quarantined {
         tracing::warn!(
             tenant = %source.tenant, source = %source.name, reason = %q.reason,
             "record quarantined"
         );
     }
-    let outcome = store
-        .ingest(
-            source.id,
-            IngestBatch {
-                findings,
-                quarantined,
-                max_new: Some(cap.saturating_sub(report.new_findings)),
-            },
-        )
-        .await?;
+    let batch = IngestBatch {
+        findings,
+        quarantined,
+        max_new: cap.map(|cap| cap.saturating_sub(report.new_findings)),
+    };
+    let outcome = if move_mark {
+        store.ingest(source.id, batch).await?
+    } else {
+        store.ingest_pushed(source.id, batch).await?
+    };
     report.absorb(&outcome);
     Ok(())
 }

@@ -84,6 +84,10 @@ pub struct SecureEndpointSettings {
     pub client_id: String,
     pub event_types: Vec<u64>,
     pub page_size: u32,
+    /// Also consume the organisation's Event Stream (AMQP push) while `serve` runs; the poll
+    /// stays on as the safety net. Off unless asked for.
+    #[serde(default)]
+    pub push: bool,
     #[serde(flatten)]
     pub poll: PollSettings,
 }
@@ -123,6 +127,7 @@ impl SecureEndpointSettings {
             client_id,
             event_types,
             page_size,
+            push: false,
             poll,
         })
     }

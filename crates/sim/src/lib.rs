@@ -25,6 +25,7 @@
 
 mod catalog;
 mod control;
+mod event_streams;
 mod files;
 mod net;
 mod secure_endpoint;
@@ -36,6 +37,7 @@ mod wire;
 mod world;
 
 pub use catalog::HIGH_PRIORITY_EVENT_TYPES;
+pub use event_streams::{DEFAULT_AMQP_URL, EventStreamInfo, EventStreamsConfig};
 pub use servicenow::{
     DEFAULT_WEBHOOK_HEADER, ServiceNowConfig, ServiceNowCounters, ServiceNowEndpoints,
     ServiceNowFaultCounters, ServiceNowFaults, ServiceNowGroup, ServiceNowOAuthClient,
@@ -92,6 +94,9 @@ pub struct SimConfig {
     /// The Umbrella Reporting API (on by default): P+3 with a fixed P and its regional
     /// warehouse host on P+4 (any free ports with 0).
     pub umbrella: UmbrellaConfig,
+    /// Secure Endpoint Event Streams on an AMQP broker (on by default; a POST answers 503
+    /// while the broker cannot be reached).
+    pub event_streams: EventStreamsConfig,
 }
 
 impl Default for SimConfig {
@@ -107,6 +112,7 @@ impl Default for SimConfig {
             servicenow: ServiceNowConfig::default(),
             symantec: SymantecConfig::default(),
             umbrella: UmbrellaConfig::default(),
+            event_streams: EventStreamsConfig::default(),
         }
     }
 }
@@ -282,6 +288,17 @@ pub struct TenantCounters {
     /// Accepted group moves (PATCH answered 202), including a move to the current group: a
     /// repeated move is visible to tests of "applied at most once".
     pub group_moves: u64,
+    /// Distinct well-formed events the broker confirmed into one of the tenant's Event
+    /// Streams.
+    #[serde(default)]
+    pub stream_published_distinct: u64,
+    /// Distinct malformed records confirmed into a stream.
+    #[serde(default)]
+    pub stream_malformed_published_distinct: u64,
+    /// Confirmed publications in all (an event matching two streams, or published again
+    /// after a lost confirmation, counts each time).
+    #[serde(default)]
+    pub stream_publications: u64,
 }
 
 /// Options of [`SimHandle::write_config_with`].
@@ -519,6 +536,35 @@ impl SimHandle {
         self.umbrella().map_or(0, |u| u.lock().expire_tokens())
     }
 
+    /// When the ServiceNow instance committed the first ticket of each `correlation_id`
+    /// (empty when ServiceNow is disabled): the far end of signal-to-ticket latency.
+    pub fn servicenow_ticket_times(&self) -> BTreeMap<String, SystemTime> {
+        self.shared
+            .servicenow
+            .as_ref()
+            .map(|sn| sn.lock().ticket_created.clone())
+            .unwrap_or_default()
+    }
+
+    /// A tenant's Event Streams, oldest first (empty for an unknown tenant).
+    pub fn event_streams(&self, tenant: &str) -> Vec<EventStreamInfo> {
+        let st = self.shared.lock();
+        st.by_name
+            .get(tenant)
+            .map(|&i| {
+                st.tenants[i]
+                    .streams
+                    .iter()
+                    .map(|s| EventStreamInfo {
+                        id: s.id,
+                        name: s.name.clone(),
+                        queue_name: s.queue.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Replaces the fault rates; rates outside 0..=1 are clamped (NaN is 0).
     pub fn set_faults(&self, f: Faults) {
         self.shared.lock().faults = state::sanitise(f);
@@ -681,8 +727,19 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         None
     };
 
+    let (broker, publications) = if cfg.event_streams.enabled {
+        let (b, rx) = event_streams::Broker::new(&cfg.event_streams).map_err(SimError::Config)?;
+        (Some(b), Some(rx))
+    } else {
+        (None, None)
+    };
     let start = SystemTime::now();
-    let state = State::new(&cfg, start, &base_url);
+    let mut state = State::new(&cfg, start, &base_url);
+    if let Some(b) = &broker {
+        for t in &mut state.tenants {
+            t.stream_tx = Some(b.tx.clone());
+        }
+    }
     let shutdown = CancellationToken::new();
     let (hook_tx, hook_rx) = tokio::sync::mpsc::unbounded_channel();
     let sn = servicenow.as_ref().map(|(_, url)| {
@@ -755,6 +812,7 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         servicenow: sn.clone(),
         symantec: sym.clone(),
         umbrella: umb.clone(),
+        broker,
     });
 
     let app = axum::Router::new()
@@ -809,6 +867,9 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
     }
     if cfg.rate_per_minute > 0.0 {
         tasks.push(tokio::spawn(arrivals(shared.clone(), cfg.rate_per_minute)));
+    }
+    if let Some(rx) = publications {
+        tasks.push(tokio::spawn(event_streams::publisher(shared.clone(), rx)));
     }
     tracing::info!(url = %shared.base_url, tenants = cfg.tenants, seed = cfg.seed, "sim: Secure Endpoint emulator listening");
     Ok(SimHandle { shared, tasks })

@@ -49,6 +49,14 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/v1/groups", get(groups))
         .route("/v1/groups/{guid}", get(group))
+        .route(
+            "/v1/event_streams",
+            get(crate::event_streams::list).post(crate::event_streams::create),
+        )
+        .route(
+            "/v1/event_streams/{id}",
+            get(crate::event_streams::get_one).delete(crate::event_streams::delete),
+        )
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(shared.clone(), gate))

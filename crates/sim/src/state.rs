@@ -28,7 +28,7 @@ pub(crate) const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(3600);
 
 /// Status codes the `/v1` routes can answer; counters list them all (at 0 until seen) so the
 /// `by_status` map has a stable shape for dashboards and tests.
-pub(crate) const STATUSES: [u16; 11] = [200, 202, 204, 400, 401, 404, 405, 409, 429, 500, 503];
+pub(crate) const STATUSES: [u16; 12] = [200, 201, 202, 204, 400, 401, 404, 405, 409, 429, 500, 503];
 
 /// What every task and handler shares.
 pub(crate) struct Shared {
@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     pub symantec: Option<Arc<crate::symantec::Sym>>,
     /// The Umbrella Reporting API (its own lock), when enabled.
     pub umbrella: Option<Arc<crate::umbrella::Umb>>,
+    /// The AMQP broker of the Event Streams, when enabled.
+    pub broker: Option<crate::event_streams::Broker>,
 }
 
 impl Shared {
@@ -128,6 +130,14 @@ pub(crate) struct Tenant {
     newest: (i64, u32),
     /// Events owed by the arrival generator (fractional part carried between ticks).
     pub owed: f64,
+    /// This tenant's place in `State::tenants`.
+    index: usize,
+    /// The organisation's Event Streams, oldest first.
+    pub streams: Vec<crate::event_streams::StreamDef>,
+    /// Where a new event goes for each stream it matches (when Event Streams are enabled).
+    pub stream_tx: Option<tokio::sync::mpsc::UnboundedSender<crate::event_streams::Publication>>,
+    /// Events the broker confirmed into one of the streams (by `seq`).
+    published: HashSet<u64>,
 }
 
 /// Fault decisions for one request, drawn up front from the seeded generator.
@@ -245,6 +255,8 @@ pub(crate) struct State {
     pub requests_total: u64,
     pub by_status: BTreeMap<String, u64>,
     pub fault_counts: FaultCounters,
+    /// The last Event Stream id given (ids are unique across organisations, as at the vendor).
+    pub next_stream_id: u64,
 }
 
 /// Wall-clock now as (epoch seconds, nanoseconds rounded down to microseconds).
@@ -299,6 +311,10 @@ impl Tenant {
             },
             newest: (i64::MIN, 0),
             owed: 0.0,
+            index,
+            streams: Vec::new(),
+            stream_tx: None,
+            published: HashSet::new(),
         };
         let mut rng = world::tenant_rng(seed, index, Stream::Initial);
         // Times are offsets from the start's whole second, so two runs with one seed hold the
@@ -414,6 +430,23 @@ impl Tenant {
             }
         }
         self.newest = self.newest.max((timestamp, nanos));
+        if let Some(tx) = &self.stream_tx {
+            for s in self
+                .streams
+                .iter()
+                .filter(|s| s.matches(ev.event_type_id, &ev.group_guid))
+            {
+                // The receiver lives as long as the emulator; after shutdown nothing is owed.
+                let _ = tx.send(crate::event_streams::Publication {
+                    tenant: self.index,
+                    stream_id: s.id,
+                    queue: s.queue.clone(),
+                    seq: ev.seq,
+                    malformed,
+                    body: ev.json.clone(),
+                });
+            }
+        }
         let key = ev.key();
         let at = self.events.partition_point(|e| e.key() <= key);
         self.events.insert(at, ev);
@@ -484,6 +517,18 @@ impl Tenant {
                         self.counters.served_distinct_high_priority += 1;
                     }
                 }
+            }
+        }
+    }
+
+    /// Records that the broker confirmed this event into one of the tenant's streams.
+    pub fn mark_published(&mut self, seq: u64, malformed: bool) {
+        self.counters.stream_publications += 1;
+        if self.published.insert(seq) {
+            if malformed {
+                self.counters.stream_malformed_published_distinct += 1;
+            } else {
+                self.counters.stream_published_distinct += 1;
             }
         }
     }
@@ -559,6 +604,7 @@ impl State {
             requests_total: 0,
             by_status: STATUSES.iter().map(|s| (s.to_string(), 0)).collect(),
             fault_counts: FaultCounters::default(),
+            next_stream_id: 0,
         }
     }
 

@@ -53,9 +53,30 @@ impl Store {
         source_id: i64,
         batch: IngestBatch,
     ) -> Result<IngestOutcome, StoreError> {
+        self.ingest_retrying(source_id, batch, true).await
+    }
+
+    /// [`Store::ingest`] for events that arrived by push (Secure Endpoint Event Streams): the
+    /// same transaction, keys and correlation, but the cursor mark stays where the polls put
+    /// it. A pushed event says nothing about older events having been stored (the stream may
+    /// have lost some), so only a poll, which reads a whole window, may move the mark.
+    pub async fn ingest_pushed(
+        &self,
+        source_id: i64,
+        batch: IngestBatch,
+    ) -> Result<IngestOutcome, StoreError> {
+        self.ingest_retrying(source_id, batch, false).await
+    }
+
+    async fn ingest_retrying(
+        &self,
+        source_id: i64,
+        batch: IngestBatch,
+        move_mark: bool,
+    ) -> Result<IngestOutcome, StoreError> {
         let mut attempt = 1;
         loop {
-            match self.ingest_once(source_id, &batch).await {
+            match self.ingest_once(source_id, &batch, move_mark).await {
                 Err(e) if e.is_transient() && attempt < INGEST_ATTEMPTS => {
                     tracing::warn!(source_id, attempt, error = %e, "ingest rolled back; retrying");
                     tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt))).await;
@@ -70,6 +91,7 @@ impl Store {
         &self,
         source_id: i64,
         batch: &IngestBatch,
+        move_mark: bool,
     ) -> Result<IngestOutcome, StoreError> {
         let mut w = self.begin_write("beginning an ingest").await?;
         let conn = w.conn();
@@ -144,7 +166,11 @@ impl Store {
         }
 
         // The mark covers what this transaction stored (or found stored), and never moves back.
-        let mark = source.cursor_mark.max(newest);
+        let mark = if move_mark {
+            source.cursor_mark.max(newest)
+        } else {
+            source.cursor_mark
+        };
         if mark != source.cursor_mark {
             sqlx::query("UPDATE sources SET cursor_mark = $2 WHERE id = $1")
                 .bind(source_id)

@@ -298,6 +298,8 @@ pub(crate) struct SnState {
     pub webhook_secret: String,
     pub webhook_header: String,
     pub counters: ServiceNowCounters,
+    /// When the first ticket of each `correlation_id` was committed (latency benchmarks).
+    pub ticket_created: BTreeMap<String, std::time::SystemTime>,
 }
 
 /// What the server, the webhook worker and the control API share.
@@ -439,6 +441,7 @@ impl Sn {
             webhook_secret,
             webhook_header: cfg.webhook_header.clone(),
             counters,
+            ticket_created: BTreeMap::new(),
         };
         Sn {
             endpoints,
@@ -580,6 +583,9 @@ impl SnState {
                 .cloned()
                 .unwrap_or_default();
             if !cid.is_empty() {
+                self.ticket_created
+                    .entry(cid.clone())
+                    .or_insert_with(std::time::SystemTime::now);
                 *self
                     .counters
                     .tickets_by_correlation_id
