@@ -473,21 +473,20 @@ pub(crate) async fn list(
     )
 }
 
-/// The index of the organisation's stream `id`; another organisation's stream is not found.
-fn find(sim: &Shared, tenant: usize, id: &str) -> Result<(usize, StreamDef), Response> {
-    let not_found = || {
-        wire::not_found(&format!(
-            "Unknown event stream: no event stream with id '{id}'"
-        ))
-    };
-    let id: u64 = id.parse().map_err(|_| not_found())?;
-    let st = sim.lock();
-    st.tenants[tenant]
+/// The organisation's stream `id`; another organisation's stream is not found.
+fn find(sim: &Shared, tenant: usize, id: &str) -> Option<StreamDef> {
+    let id: u64 = id.parse().ok()?;
+    sim.lock().tenants[tenant]
         .streams
         .iter()
-        .position(|s| s.id == id)
-        .map(|i| (i, st.tenants[tenant].streams[i].clone()))
-        .ok_or_else(not_found)
+        .find(|s| s.id == id)
+        .cloned()
+}
+
+fn unknown_stream(id: &str) -> Response {
+    wire::not_found(&format!(
+        "Unknown event stream: no event stream with id '{id}'"
+    ))
 }
 
 /// `GET /v1/event_streams/{id}`.
@@ -500,11 +499,11 @@ pub(crate) async fn get_one(
         return disabled(&ctx.url);
     };
     match find(&sim, ctx.tenant, &id) {
-        Ok((_, s)) => wire::json_response(
+        Some(s) => wire::json_response(
             StatusCode::OK,
             wire::object_body(&ctx.url, &stream_out(broker, &s, false)),
         ),
-        Err(r) => r,
+        None => unknown_stream(&id),
     }
 }
 
@@ -518,9 +517,8 @@ pub(crate) async fn delete(
     let Some(broker) = sim.broker.as_ref() else {
         return disabled(&ctx.url);
     };
-    let s = match find(&sim, ctx.tenant, &id) {
-        Ok((_, s)) => s,
-        Err(r) => return r,
+    let Some(s) = find(&sim, ctx.tenant, &id) else {
+        return unknown_stream(&id);
     };
     sim.lock().tenants[ctx.tenant]
         .streams
