@@ -1287,6 +1287,9 @@ async fn counters_have_the_documented_json_shape() {
             "isolation_start",
             "isolation_stop",
             "group_moves",
+            "stream_published_distinct",
+            "stream_malformed_published_distinct",
+            "stream_publications",
         ])
     );
     assert_eq!(se["tenants"]["globex"]["events_total"], 3);
