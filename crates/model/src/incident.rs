@@ -160,6 +160,12 @@ pub struct IncidentFilter {
     pub statuses: Vec<IncidentStatus>,
     /// Incidents with an `ip` observable equal to this.
     pub source_ip: Option<String>,
+    /// Incidents with a finding from this source: a source's name (`amp`) or a source kind
+    /// (`secure_endpoint`, `symantec_mss`, `umbrella`).
+    pub source: Option<String>,
+    /// Free text, case-insensitive: in the title, an observable's value (hostnames, IPs,
+    /// users, hashes...), the assignee or the ticket number; a number is also an incident id.
+    pub text: Option<String>,
     pub limit: Option<u32>,
     /// Keyset paging: only incidents listed after this `(updated_at, id)` in the list's order
     /// (newest first), i.e. strictly older, or as old with a smaller id. The API's cursor.

@@ -523,6 +523,14 @@ pub struct ListArgs {
     /// Comma list of new, in_progress, on_hold, resolved, closed.
     #[arg(long, value_delimiter = ',')]
     pub status: Vec<String>,
+    /// Incidents with a finding from this source (a source's name, or a kind such as
+    /// `secure_endpoint`).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Free text, any case: in the title, an observable (hostname, IP, user...), the assignee
+    /// or the ticket number.
+    #[arg(long)]
+    pub text: Option<String>,
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10000))]
     pub limit: u32,
 }

@@ -9,6 +9,7 @@ use socbridge_model::{
     Timestamp,
 };
 use socbridge_store::ManualAction;
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 pub async fn run(cli: &Cli, engine: &Engine, cmd: &IncidentsCommand) -> anyhow::Result<ExitCode> {
@@ -30,29 +31,11 @@ pub async fn run(cli: &Cli, engine: &Engine, cmd: &IncidentsCommand) -> anyhow::
             // The ticket's sync history: every piece of ticket work and where it stands.
             let work = store.outbox_of_incident(*id).await?;
             // Unlock codes of isolations: the CLI holds the master key, so it is an admin.
-            let mut codes = std::collections::BTreeMap::new();
-            for a in detail
-                .incident
-                .actions
-                .iter()
-                .filter(|a| a.kind == "isolate")
-            {
-                if let Some(code) = engine.unlock_code(a.id).await? {
-                    codes.insert(a.id, code);
-                }
-            }
+            let codes = unlock_codes(engine, &detail.incident).await?;
             match cli.output {
                 Output::Json => {
                     let mut v = serde_json::to_value(&detail)?;
-                    if let Some(actions) = v.pointer_mut("/actions").and_then(|a| a.as_array_mut())
-                    {
-                        for a in actions {
-                            let code = a["id"].as_i64().and_then(|id| codes.get(&id));
-                            if let (Some(code), Some(obj)) = (code, a.as_object_mut()) {
-                                obj.insert("unlock_code".into(), code.clone().into());
-                            }
-                        }
-                    }
+                    insert_unlock_codes(&mut v, &codes);
                     if let Some(obj) = v.as_object_mut() {
                         obj.insert("ticket_work".into(), serde_json::to_value(&work)?);
                     }
@@ -127,6 +110,37 @@ pub async fn run(cli: &Cli, engine: &Engine, cmd: &IncidentsCommand) -> anyhow::
     Ok(ExitCode::SUCCESS)
 }
 
+/// The unlock codes of an incident's isolations, by action id. For administrators only (the
+/// CLI, an admin token): a code lifts the isolation at the computer itself.
+pub async fn unlock_codes(
+    engine: &Engine,
+    incident: &IncidentView,
+) -> Result<BTreeMap<i64, String>, socbridge_engine::EngineError> {
+    let mut codes = BTreeMap::new();
+    for a in incident.actions.iter().filter(|a| a.kind == "isolate") {
+        if let Some(code) = engine.unlock_code(a.id).await? {
+            codes.insert(a.id, code);
+        }
+    }
+    Ok(codes)
+}
+
+/// Adds `unlock_code` to each action of an incident's JSON that has one in `codes`.
+pub fn insert_unlock_codes(incident: &mut serde_json::Value, codes: &BTreeMap<i64, String>) {
+    let Some(actions) = incident
+        .pointer_mut("/actions")
+        .and_then(|a| a.as_array_mut())
+    else {
+        return;
+    };
+    for a in actions {
+        let code = a["id"].as_i64().and_then(|id| codes.get(&id));
+        if let (Some(code), Some(obj)) = (code, a.as_object_mut()) {
+            obj.insert("unlock_code".into(), code.clone().into());
+        }
+    }
+}
+
 fn conflict_is_bad_input(e: socbridge_store::StoreError) -> anyhow::Error {
     match e {
         socbridge_store::StoreError::Conflict { detail } => bad_input(detail),
@@ -174,9 +188,19 @@ pub fn filter_from_args(args: &ListArgs, now: Timestamp) -> anyhow::Result<Incid
         severities,
         statuses,
         source_ip: args.source_ip.clone(),
+        source: nonblank(&args.source),
+        text: nonblank(&args.text),
         limit: Some(args.limit),
         ..IncidentFilter::default()
     })
+}
+
+/// A text filter, trimmed; blank is no filter.
+pub fn nonblank(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
 }
 
 /// `24h`, `90m`, `2d` back from `now`, or an RFC 3339 time.

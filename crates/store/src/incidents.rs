@@ -200,6 +200,21 @@ async fn fill_views(
     Ok(())
 }
 
+/// `%text%` for a case-insensitive `LIKE` (of `LOWER(column)`), with `%`, `_` and the escape
+/// character itself matched literally.
+fn like_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
 /// One incident's view, whatever its tenant; the caller checks the scope.
 async fn load_view(conn: &mut AnyConnection, id: i64) -> Result<Option<IncidentView>, StoreError> {
     let row = sqlx::query(&format!("{VIEW_SELECT} WHERE i.id = $1"))
@@ -267,6 +282,46 @@ impl Store {
             conditions.push(format!(
                 "i.id IN (SELECT o.incident_id FROM incident_observables o
                            WHERE o.kind = {kind} AND o.value = {value})"
+            ));
+        }
+        if let Some(source) = filter.source.as_deref().map(str::trim) {
+            // A source's name (of the finding's source) or a source kind.
+            let name = sql.arg(Arg::Text(source.to_string()));
+            let kind = sql.arg(Arg::Text(source.to_ascii_lowercase()));
+            conditions.push(format!(
+                "(i.id IN (SELECT f.incident_id FROM findings f
+                            JOIN sources s ON s.id = f.source_id
+                           WHERE s.name = {name} AND f.incident_id IS NOT NULL)
+                  OR i.id IN (SELECT k.incident_id FROM incident_sources k
+                               WHERE k.source_kind = {kind}))"
+            ));
+        }
+        if let Some(text) = filter
+            .text
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            let pattern = like_pattern(text);
+            let mut like = |column: &str| {
+                let p = sql.arg(Arg::Text(pattern.clone()));
+                format!("LOWER({column}) LIKE {p} ESCAPE '\\'")
+            };
+            let (title, assignee, observable, ticket) = (
+                like("i.title"),
+                like("i.assignee"),
+                like("o.value"),
+                like("tk.number"),
+            );
+            // A number is also the incident's id.
+            let id = match text.trim_start_matches('#').parse::<i64>() {
+                Ok(id) => format!(" OR i.id = {}", sql.arg(Arg::Int(id))),
+                Err(_) => String::new(),
+            };
+            conditions.push(format!(
+                "({title} OR {assignee}{id}
+                  OR i.id IN (SELECT o.incident_id FROM incident_observables o WHERE {observable})
+                  OR i.id IN (SELECT tk.incident_id FROM tickets tk WHERE {ticket}))"
             ));
         }
         if let Some((at, id)) = filter.before {

@@ -155,6 +155,7 @@ both_backends!(
     vendor_incidents_reattach_even_when_closed,
     quarantine_keeps_each_record_once_by_its_bytes,
     list_filters_and_order,
+    list_filters_by_source_and_free_text,
     tenant_scope_hides_other_tenants_incidents,
     updates_write_only_changes_each_with_its_timeline_entry,
     reopening_conflicts_with_the_subjects_open_incident,
@@ -1577,9 +1578,137 @@ async fn list_filters_and_order(db: &TestDb) {
             since: Some(since),
             limit: Some(10),
             before: None,
+            source: Some("amp".into()),
+            text: Some("PC1".into()),
         })
         .await,
         [pc1]
+    );
+}
+
+/// `source` is a source's name or kind; `text` finds the title, an observable, the assignee
+/// or the ticket number, whatever the case, with `%` and `_` taken literally.
+async fn list_filters_by_source_and_free_text(db: &TestDb) {
+    let store = db.open().await;
+    let amp = tenant_with_source(&store, "acme", "amp", SourceKind::SecureEndpoint).await;
+    let mss = tenant_with_source(&store, "acme", "mss", SourceKind::SymantecMss).await;
+    let globex = tenant_with_source(&store, "globex", "edr", SourceKind::SecureEndpoint).await;
+    store
+        .set_ticketing("servicenow", &json!({}), Some(b"sealed"))
+        .await
+        .unwrap();
+    ingest(
+        &store,
+        &amp,
+        vec![endpoint_finding(
+            "a1",
+            "WS-Finance-01",
+            10,
+            Severity::High,
+            "10.0.0.1",
+        )],
+    )
+    .await;
+    tick().await;
+    ingest(
+        &store,
+        &mss,
+        vec![mss_finding("m1", "INC-100_%", 20, Severity::Critical)],
+    )
+    .await;
+    tick().await;
+    ingest(
+        &store,
+        &globex,
+        vec![endpoint_finding(
+            "g1",
+            "srv-db",
+            30,
+            Severity::Low,
+            "192.0.2.7",
+        )],
+    )
+    .await;
+    let list = all_incidents(&store).await;
+    assert_eq!(list.len(), 3);
+    let (srv, mss_id, ws) = (list[0].id, list[1].id, list[2].id);
+    let due = store.due_outbox(Timestamp::now(), 100).await.unwrap();
+    let create = due.iter().find(|w| w.incident_id == srv).unwrap();
+    store
+        .record_ticket(
+            create.incident_id,
+            &socbridge_store::TicketLink {
+                sys_id: "abc123".into(),
+                number: "INC0042424".into(),
+                state: "1".into(),
+                url: "https://sn.example/nav_to.do?uri=incident.do?sys_id=abc123".into(),
+                remote_updated_on: None,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .update_incident(
+            ws,
+            None,
+            &IncidentUpdate {
+                assignee: Some("Marie.Curie".into()),
+                ..update(None)
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+
+    let ids = |list: Vec<IncidentView>| list.into_iter().map(|i| i.id).collect::<Vec<_>>();
+    let filtered = |source: Option<&str>, text: Option<&str>| {
+        let store = store.clone();
+        let f = IncidentFilter {
+            source: source.map(str::to_string),
+            text: text.map(str::to_string),
+            ..Default::default()
+        };
+        async move { ids(store.list_incidents(&f).await.unwrap()) }
+    };
+    // Source: a name (two tenants may both have one), a kind, or nothing known.
+    assert_eq!(filtered(Some("amp"), None).await, [ws]);
+    assert_eq!(filtered(Some("mss"), None).await, [mss_id]);
+    // (The assignee change made `ws` the newest.)
+    assert_eq!(filtered(Some("secure_endpoint"), None).await, [ws, srv]);
+    assert_eq!(filtered(Some("symantec_mss"), None).await, [mss_id]);
+    assert!(filtered(Some("umbrella"), None).await.is_empty());
+    assert!(filtered(Some("nope"), None).await.is_empty());
+    // Text: the hostname in any case, part of an IP, the title, the assignee, the ticket.
+    assert_eq!(filtered(None, Some("ws-finance")).await, [ws]);
+    assert_eq!(filtered(None, Some("FINANCE-01")).await, [ws]);
+    assert_eq!(filtered(None, Some("0.2.7")).await, [srv]);
+    assert_eq!(filtered(None, Some("threat detected")).await, [ws, srv]);
+    assert_eq!(filtered(None, Some("curie")).await, [ws]);
+    assert_eq!(filtered(None, Some("inc00424")).await, [srv]);
+    assert!(
+        filtered(None, Some(&format!("#{mss_id}")))
+            .await
+            .contains(&mss_id)
+    );
+    // `%` and `_` are literal: only the title that holds them matches.
+    assert_eq!(filtered(None, Some("100_%")).await, [mss_id]);
+    assert_eq!(filtered(None, Some("%")).await, [mss_id]);
+    assert_eq!(filtered(None, Some("_")).await, [mss_id]);
+    assert!(filtered(None, Some("no such thing")).await.is_empty());
+    // Both, and with the other filters.
+    assert_eq!(filtered(Some("secure_endpoint"), Some("srv")).await, [srv]);
+    assert!(filtered(Some("amp"), Some("srv")).await.is_empty());
+    assert_eq!(
+        ids(store
+            .list_incidents(&IncidentFilter {
+                tenants: vec!["acme".into()],
+                text: Some("threat".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()),
+        [ws]
     );
 }
 

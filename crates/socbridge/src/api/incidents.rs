@@ -15,12 +15,14 @@ use socbridge_model::{
     FindingView, IncidentDetail, IncidentFilter, IncidentStatus, IncidentUpdate, IncidentView,
     Severity, Timestamp,
 };
-use socbridge_store::ManualAction;
+use socbridge_store::{ManualAction, TokenRole};
 use utoipa::{IntoParams, ToSchema};
 
 /// The most incidents one page holds.
 pub const MAX_PAGE: u32 = 1000;
 const DEFAULT_PAGE: u32 = 100;
+/// The longest free-text filter.
+const MAX_TEXT: usize = 200;
 
 /// The filters of `GET /api/v1/incidents` (those of `socbridge incidents list`).
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -37,6 +39,12 @@ pub struct ListParams {
     pub status: Option<String>,
     /// Incidents with this IP address as an observable.
     pub source_ip: Option<String>,
+    /// Incidents with a finding from this source: a source's name or a source kind
+    /// (`secure_endpoint`, `symantec_mss`, `umbrella`).
+    pub source: Option<String>,
+    /// Free text, any case: in the title, an observable's value (hostname, IP, user, hash...),
+    /// the assignee or the ticket number; a number also finds the incident of that id.
+    pub q: Option<String>,
     /// Page size, 1 to 1000 (default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
@@ -106,6 +114,13 @@ pub fn filter_for(caller: &Caller, p: &ListParams) -> ApiResult<Option<IncidentF
         ip.parse::<std::net::IpAddr>()
             .map_err(|_| Problem::bad_request(format!("source_ip: `{ip}` is not an IP address")))?;
     }
+    if let Some(q) = given(&p.q) {
+        if q.chars().count() > MAX_TEXT {
+            return Err(Problem::bad_request(format!(
+                "q: longer than {MAX_TEXT} characters"
+            )));
+        }
+    }
     let limit = p.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(Problem::bad_request(format!(
@@ -133,6 +148,8 @@ pub fn filter_for(caller: &Caller, p: &ListParams) -> ApiResult<Option<IncidentF
         severities,
         statuses,
         source_ip: given(&p.source_ip).map(str::to_string),
+        source: given(&p.source).map(str::to_string),
+        text: given(&p.q).map(str::to_string),
         limit: Some(limit),
         before,
     }))
@@ -175,7 +192,8 @@ fn missing(id: i64) -> Problem {
     Problem::not_found(format!("no incident with id {id}"))
 }
 
-/// One incident with its findings, observables, ticket, actions and timeline.
+/// One incident with its findings, observables, ticket, actions and timeline. An admin token
+/// also gets each isolation's `unlock_code`; an analyst's never does.
 #[utoipa::path(get, path = "/api/v1/incidents/{id}", tag = "incidents",
     params(("id" = i64, Path, description = "incident id")), security(("bearer" = [])),
     responses((status = 200, body = schemas::IncidentDetail),
@@ -184,14 +202,22 @@ pub async fn get(
     State(state): State<ApiState>,
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
-) -> ApiResult<Json<IncidentDetail>> {
+) -> ApiResult<Json<serde_json::Value>> {
     let id = id_of(path)?;
-    let detail = state
+    let detail: IncidentDetail = state
         .engine
         .store()
         .get_incident(id, caller.scope())
-        .await?;
-    detail.map(Json).ok_or_else(|| missing(id))
+        .await?
+        .ok_or_else(|| missing(id))?;
+    let mut json = serde_json::to_value(&detail).map_err(Problem::internal)?;
+    if caller.0.role == TokenRole::Admin {
+        let codes = crate::incidents::unlock_codes(&state.engine, &detail.incident)
+            .await
+            .map_err(Problem::internal)?;
+        crate::incidents::insert_unlock_codes(&mut json, &codes);
+    }
+    Ok(Json(json))
 }
 
 /// The findings of an incident, oldest first.

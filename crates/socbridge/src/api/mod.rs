@@ -1,6 +1,6 @@
 //! The REST API under `/api/v1` (axum), its OpenAPI document (utoipa, generated from the
-//! handlers' annotations) at `/api/v1/openapi.json`, and the operations routes (`/metrics`,
-//! `/healthz`, `/readyz`).
+//! handlers' annotations) at `/api/v1/openapi.json`, the operations routes (`/metrics`,
+//! `/healthz`, `/readyz`), and the web console at `/` (`console`).
 //!
 //! Access: every `/api/v1` route but the document needs `Authorization: Bearer <token>`
 //! (`socbridge token create`). An analyst token sees and changes only its tenants' incidents,
@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod console;
 pub mod incidents;
 pub mod ops;
 pub mod problem;
@@ -168,6 +169,7 @@ pub fn router(engine: Engine) -> Router {
         .fallback(not_found);
     Router::new()
         .nest("/api/v1", api)
+        .merge(console::routes())
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -59,6 +59,9 @@ pub struct Action {
     group: Option<String>,
     reason: Option<String>,
     manual: bool,
+    /// The code that lifts an isolation at the computer: for admin tokens only, and only in
+    /// `GET /api/v1/incidents/{id}`.
+    unlock_code: Option<String>,
     #[schema(format = DateTime)]
     created_at: String,
     #[schema(format = DateTime)]

@@ -22,6 +22,8 @@ use socbridge_store::{IngestBatch, NewToken, TokenRole};
 use tower::ServiceExt as _;
 
 const CANARY: &str = "CANARY-7f3e9b1c-secret-never-returned";
+/// The rig's master key, so that a test can seal what the engine would (an unlock code).
+const MASTER_KEY: &str = "6d1f0c2b9a8e7d6c5b4a39281706f5e4d3c2b1a0918273645546372819a0b1c2";
 
 struct Rig {
     app: Router,
@@ -108,7 +110,7 @@ async fn rig(n: i64) -> Rig {
         .expect("the store");
     let engine = Engine::new(
         store.clone(),
-        MasterKey::generate(),
+        MasterKey::from_encoded(MASTER_KEY, "the test key").expect("a key"),
         EngineOptions::default(),
     );
     for tenant in ["acme", "globex"] {
@@ -833,4 +835,137 @@ async fn writes_tokens_operations_and_the_document() {
     assert_eq!(doc["paths"].as_object().map(|p| p.len()), Some(12));
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     assert!(doc["components"]["schemas"]["Problem"].is_object());
+}
+
+#[tokio::test]
+async fn unlock_codes_are_shown_to_admin_tokens_only() {
+    let rig = rig(1).await;
+    let id = ids_of(&rig.engine, "acme").await[0];
+    let c = call(
+        &rig.app,
+        Method::POST,
+        &format!("/api/v1/incidents/{id}/contain"),
+        Some(&rig.admin),
+        Some(serde_json::json!({"isolate": true})),
+    )
+    .await;
+    assert_eq!(c.status, StatusCode::OK, "{}", c.body);
+    let action = c.json()["id"].as_i64().expect("an action id");
+    // What the engine records before it isolates: the code, sealed for this action.
+    let code = "Q7xK2mP9";
+    let sealed = MasterKey::from_encoded(MASTER_KEY, "the test key")
+        .unwrap()
+        .seal(
+            code.as_bytes(),
+            format!("socbridge:action:{action}:unlock_code").as_bytes(),
+        );
+    rig.engine
+        .store()
+        .update_action(
+            action,
+            &socbridge_store::ActionChange {
+                unlock_code: Some(sealed),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    // The witness: the engine itself opens the code (as the CLI's `incidents get` does).
+    assert_eq!(
+        rig.engine.unlock_code(action).await.unwrap().as_deref(),
+        Some(code)
+    );
+
+    let uri = format!("/api/v1/incidents/{id}");
+    let admin = call(&rig.app, Method::GET, &uri, Some(&rig.admin), None).await;
+    assert_eq!(admin.status, StatusCode::OK, "{}", admin.body);
+    let actions = admin.json()["actions"].clone();
+    let shown = actions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == action)
+        .expect("the isolation is listed");
+    assert_eq!(shown["kind"], "isolate");
+    assert_eq!(shown["unlock_code"], code, "the admin sees the unlock code");
+
+    let analyst = call(&rig.app, Method::GET, &uri, Some(&rig.analyst_a), None).await;
+    assert_eq!(analyst.status, StatusCode::OK, "{}", analyst.body);
+    let actions = analyst.json()["actions"].clone();
+    let shown = actions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == action)
+        .expect("the analyst sees the isolation");
+    assert!(shown.get("unlock_code").is_none(), "{shown}");
+    // Nowhere else either, for anyone: lists and findings never carry it.
+    for (uri, token) in [
+        (uri.clone(), &rig.analyst_a),
+        (format!("{uri}/findings"), &rig.analyst_a),
+        ("/api/v1/incidents".to_string(), &rig.analyst_a),
+        ("/api/v1/incidents".to_string(), &rig.admin),
+        (format!("{uri}/findings"), &rig.admin),
+    ] {
+        let a = call(&rig.app, Method::GET, &uri, Some(token), None).await;
+        assert_eq!(a.status, StatusCode::OK, "{uri}: {}", a.body);
+        assert!(!a.body.contains(code), "{uri} shows the unlock code");
+    }
+}
+
+#[tokio::test]
+async fn the_list_filters_by_source_and_free_text() {
+    let rig = rig(3).await;
+    let list = |query: &'static str, token: String| {
+        let app = rig.app.clone();
+        async move {
+            let a = call(
+                &app,
+                Method::GET,
+                &format!("/api/v1/incidents{query}"),
+                Some(&token),
+                None,
+            )
+            .await;
+            assert_eq!(a.status, StatusCode::OK, "{query}: {}", a.body);
+            a.json()["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["title"].as_str().unwrap_or_default().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    let admin = rig.admin.clone();
+    let analyst = rig.analyst_a.clone();
+    // The hostname, in another case: one incident of one tenant.
+    let found = list("?q=GLOBEX-PC1", admin.clone()).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    // The analyst of acme never finds globex's incident by its text.
+    assert!(list("?q=globex-pc1", analyst.clone()).await.is_empty());
+    assert_eq!(list("?q=acme-pc", analyst.clone()).await.len(), 3);
+    // Source by name (both tenants call theirs `amp`) and by kind.
+    assert_eq!(list("?source=amp", admin.clone()).await.len(), 6);
+    assert_eq!(
+        list("?source=secure_endpoint", analyst.clone()).await.len(),
+        3
+    );
+    assert!(list("?source=umbrella", admin.clone()).await.is_empty());
+    assert_eq!(
+        list("?source=amp&q=pc2&tenant=acme", admin.clone())
+            .await
+            .len(),
+        1
+    );
+    // Blank filters filter nothing; an over-long text is refused by name.
+    assert_eq!(list("?q=%20&source=", admin.clone()).await.len(), 6);
+    let long = format!("/api/v1/incidents?q={}", "x".repeat(201));
+    let a = call(&rig.app, Method::GET, &long, Some(&admin), None).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(
+        a.json()["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("q:")
+    );
 }
