@@ -416,6 +416,19 @@ impl SimHandle {
             .map_or_else(Vec::new, |sn| servicenow::dump_incidents(&sn.lock()))
     }
 
+    /// When each of a tenant's Secure Endpoint events first went out in a whole answer, by
+    /// event id (events never served are absent; so is an unknown tenant).
+    pub fn secure_endpoint_served_at(
+        &self,
+        tenant: &str,
+    ) -> std::collections::HashMap<u64, SystemTime> {
+        let st = self.shared.lock();
+        st.by_name
+            .get(tenant)
+            .map(|&i| st.tenants[i].served_at())
+            .unwrap_or_default()
+    }
+
     /// Every journal entry (`sys_journal_field` rows), oldest first.
     pub fn servicenow_journal(&self) -> Vec<serde_json::Value> {
         self.shared

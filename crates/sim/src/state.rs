@@ -122,7 +122,8 @@ pub(crate) struct Tenant {
     pub events: Vec<StoredEvent>,
     pub rng: ChaCha8Rng,
     used_ids: HashSet<u64>,
-    served: HashSet<u64>,
+    /// Events delivered in a whole answer (by `seq`), with when they first were.
+    served: HashMap<u64, SystemTime>,
     next_seq: u64,
     pub counters: TenantCounters,
     pub bucket: Bucket,
@@ -302,7 +303,7 @@ impl Tenant {
             events: Vec::with_capacity(initial),
             rng: world::tenant_rng(seed, index, Stream::Later),
             used_ids: HashSet::new(),
-            served: HashSet::new(),
+            served: HashMap::new(),
             next_seq: 0,
             counters: TenantCounters::default(),
             bucket: Bucket {
@@ -366,7 +367,8 @@ impl Tenant {
                 malformed: false,
                 base_url,
             };
-            t.store(&mut rng, spec);
+            let ev = t.synthesise(&mut rng, spec);
+            t.events.push(ev);
             made += 1;
             // A detection is often followed by its quarantine in the same instant.
             if kind.id == 1090519054 && made < initial && rng.random_bool(0.3) {
@@ -383,10 +385,14 @@ impl Tenant {
                     malformed: false,
                     base_url,
                 };
-                t.store(&mut rng, spec);
+                let ev = t.synthesise(&mut rng, spec);
+                t.events.push(ev);
                 made += 1;
             }
         }
+        // Sorted once at the end (a stable sort keeps the order of equal keys, as inserting
+        // each in place did): a large data set is built in n log n, not n².
+        t.events.sort_by_key(StoredEvent::key);
         t
     }
 
@@ -402,6 +408,31 @@ impl Tenant {
 
     /// Synthesises and stores one event, keeping the list sorted and the counters in step.
     fn store(&mut self, rng: &mut ChaCha8Rng, spec: EventSpec<'_>) {
+        let ev = self.synthesise(rng, spec);
+        if let Some(tx) = &self.stream_tx {
+            for s in self
+                .streams
+                .iter()
+                .filter(|s| s.matches(ev.event_type_id, &ev.group_guid))
+            {
+                // The receiver lives as long as the emulator; after shutdown nothing is owed.
+                let _ = tx.send(crate::event_streams::Publication {
+                    tenant: self.index,
+                    stream_id: s.id,
+                    queue: s.queue.clone(),
+                    seq: ev.seq,
+                    malformed: ev.malformed,
+                    body: ev.json.clone(),
+                });
+            }
+        }
+        let key = ev.key();
+        let at = self.events.partition_point(|e| e.key() <= key);
+        self.events.insert(at, ev);
+    }
+
+    /// Synthesises one event and counts it, leaving where it goes to the caller.
+    fn synthesise(&mut self, rng: &mut ChaCha8Rng, spec: EventSpec<'_>) -> StoredEvent {
         let malformed = spec.malformed;
         let (timestamp, nanos, id) = (spec.timestamp, spec.nanos, spec.id);
         let s = world::synthesise(rng, &self.world, spec);
@@ -430,26 +461,7 @@ impl Tenant {
             }
         }
         self.newest = self.newest.max((timestamp, nanos));
-        if let Some(tx) = &self.stream_tx {
-            for s in self
-                .streams
-                .iter()
-                .filter(|s| s.matches(ev.event_type_id, &ev.group_guid))
-            {
-                // The receiver lives as long as the emulator; after shutdown nothing is owed.
-                let _ = tx.send(crate::event_streams::Publication {
-                    tenant: self.index,
-                    stream_id: s.id,
-                    queue: s.queue.clone(),
-                    seq: ev.seq,
-                    malformed,
-                    body: ev.json.clone(),
-                });
-            }
-        }
-        let key = ev.key();
-        let at = self.events.partition_point(|e| e.key() <= key);
-        self.events.insert(at, ev);
+        ev
     }
 
     /// Adds `req.count` events stamped now (strictly after every stored event, so arrivals
@@ -505,10 +517,21 @@ impl Tenant {
         ids
     }
 
+    /// When each well-formed event delivered in a whole answer first was, by event id.
+    pub fn served_at(&self) -> HashMap<u64, SystemTime> {
+        self.events
+            .iter()
+            .filter(|e| !e.malformed)
+            .filter_map(|e| self.served.get(&e.seq).map(|at| (e.id, *at)))
+            .collect()
+    }
+
     /// Records that these events were in an answer delivered whole.
     pub fn mark_served(&mut self, events: &[(u64, bool, bool)]) {
+        let now = SystemTime::now();
         for &(seq, high_priority, malformed) in events {
-            if self.served.insert(seq) {
+            if let std::collections::hash_map::Entry::Vacant(v) = self.served.entry(seq) {
+                v.insert(now);
                 if malformed {
                     self.counters.malformed_served_distinct += 1;
                 } else {

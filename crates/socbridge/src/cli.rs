@@ -87,6 +87,43 @@ pub enum Command {
     Token(TokenCommand),
     /// Incidents and their findings as OCSF 1.8.0 NDJSON (Incident and Detection Findings).
     Export(ExportArgs),
+    /// Measure the pipeline against the built-in emulators on a fresh database: findings per
+    /// second, ticket latency, memory and CPU (`--scale`: many tenants polled on schedule).
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Secure Endpoint events the emulator holds at start, shared out over the tenants.
+    #[arg(long, default_value_t = 200_000)]
+    pub events: u64,
+    /// Tenants of the throughput run, each with one Secure Endpoint source.
+    #[arg(long, default_value_t = 20)]
+    pub tenants: u64,
+    /// Rounds of the ticket-latency phase: each resolves every open incident, then new
+    /// events arriving over a few seconds open new ones.
+    #[arg(long, default_value_t = 3)]
+    pub latency_rounds: u64,
+    /// Run the scale run instead: many tenants with three sources each, polled on schedule
+    /// in compressed time; prints the CPU share of one core and the peak memory.
+    #[arg(long)]
+    pub scale: bool,
+    /// Scale run: tenants, each with a Secure Endpoint, a Symantec MSS and an Umbrella source.
+    #[arg(long, default_value_t = 1000)]
+    pub scale_tenants: u64,
+    /// Scale run: every source's poll interval, in simulated time.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub poll_interval: std::time::Duration,
+    /// Scale run: how much faster than real time it runs (the poll interval, the scheduler's
+    /// tick and the arrival rates are scaled by it).
+    #[arg(long, default_value_t = 6)]
+    pub speedup: u64,
+    /// Scale run: simulated minutes measured, after one poll interval of warm-up.
+    #[arg(long, default_value_t = 10)]
+    pub minutes: u64,
+    /// Fixes the generated data.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]

@@ -134,7 +134,11 @@ async fn dispatch(cli: &Cli, store: socbridge_store::Store) -> anyhow::Result<Ex
             let _ = http.await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sim(_) | Command::Demo(_) | Command::Chaos(_) | Command::Export(_) => {
+        Command::Sim(_)
+        | Command::Demo(_)
+        | Command::Chaos(_)
+        | Command::Export(_)
+        | Command::Bench(_) => {
             unreachable!("dispatched in main")
         }
     }

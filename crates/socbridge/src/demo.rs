@@ -80,6 +80,21 @@ pub(crate) fn fresh_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))
 }
 
+/// An engine on `store` with the master key of `dir` (or `SOCBRIDGE_MASTER_KEY`), `config`
+/// applied.
+pub(crate) async fn start_engine(
+    dir: &std::path::Path,
+    store: &Store,
+    config: &Config,
+    opts: EngineOptions,
+) -> anyhow::Result<Engine> {
+    let key =
+        MasterKey::load_or_create(dir, std::env::var("SOCBRIDGE_MASTER_KEY").ok().as_deref())?;
+    let engine = Engine::new(store.clone(), key, opts);
+    engine.apply_config(config).await?;
+    Ok(engine)
+}
+
 /// Builds a [`World`] in `dir`: `tune` may change the config text the emulators wrote before
 /// it is loaded.
 pub(crate) async fn prepare(
@@ -116,10 +131,7 @@ pub(crate) async fn prepare(
         .with_context(|| format!("cannot write {}", config_path.display()))?;
     let config = Config::load(&config_path)?;
     let store = Store::open_sqlite(&dir.join("socbridge.db")).await?;
-    let key =
-        MasterKey::load_or_create(dir, std::env::var("SOCBRIDGE_MASTER_KEY").ok().as_deref())?;
-    let engine = Engine::new(store.clone(), key, EngineOptions::default());
-    engine.apply_config(&config).await?;
+    let engine = start_engine(dir, &store, &config, EngineOptions::default()).await?;
     // The demo containment policy: isolate the workstation of every high or critical
     // incident, never a server.
     let policy = socbridge_model::ContainmentPolicy {

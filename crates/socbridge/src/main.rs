@@ -5,6 +5,7 @@
 //! 1 anything else.
 
 mod api;
+mod bench;
 mod chaos;
 mod cli;
 mod commands;
@@ -74,6 +75,8 @@ fn init_logging(cli: &Cli) {
         Command::Serve(_) | Command::Demo(_) | Command::Sim(_) | Command::Chaos(_) => {
             "info,sqlx=warn"
         }
+        // The benchmark's own progress lines say what happens; per-poll logs would drown them.
+        Command::Bench(_) => "warn",
         _ => "warn",
     };
     let filter = cli
@@ -94,6 +97,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::demo(&cli, args).await,
         Command::Chaos(args) => chaos::chaos(&cli, args).await,
         Command::Export(args) => export::run(&cli, args).await,
+        Command::Bench(args) => bench::run(&cli, args).await,
         _ => commands::run(&cli).await,
     }
 }
