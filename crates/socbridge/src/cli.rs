@@ -116,10 +116,10 @@ pub struct BenchArgs {
     pub poll_interval: std::time::Duration,
     /// Scale run: how much faster than real time it runs (the poll interval, the scheduler's
     /// tick and the arrival rates are scaled by it).
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 3)]
     pub speedup: u64,
     /// Scale run: simulated minutes measured, after one poll interval of warm-up.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 6)]
     pub minutes: u64,
     /// Fixes the generated data.
     #[arg(long, default_value_t = 7)]
