@@ -196,7 +196,10 @@ struct One<T> {
     result: T,
 }
 
-fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+/// Reads a Table API answer `{"result": ...}` as `T` (a [`Ticket`], `Vec<Ticket>`,
+/// `Vec<JournalEntry>`): what every call of [`ServiceNowClient`] does with a 2xx body. Public
+/// so the answers' parsing can be exercised on its own (the fuzz checks).
+pub fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize::<_, One<T>>(de)
         .map(|o| o.result)

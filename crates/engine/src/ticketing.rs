@@ -867,6 +867,18 @@ fn secret_matches(given: &[u8], expected: &[u8]) -> bool {
     given.len() == expected.len() && bool::from(given.ct_eq(expected))
 }
 
+/// The ticket a webhook body names: its `sys_id`, a non-blank string (anything else in the
+/// body is ignored). Public so the body's parsing can be exercised on its own (the fuzz checks).
+pub fn webhook_sys_id(body: &[u8]) -> Result<String, WebhookError> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| WebhookError::BadBody(e.to_string()))?;
+    v.get("sys_id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| WebhookError::BadBody("`sys_id` (a string) is required".into()))
+}
+
 impl Engine {
     /// `POST /hooks/servicenow`: checks the shared secret (constant time), reads the ticket's
     /// `sys_id` from the body, and takes the ticket in as sync-in would. The body is only a
@@ -889,13 +901,8 @@ impl Engine {
         ) {
             return Err(WebhookError::Unauthorized(name));
         }
-        let v: Value =
-            serde_json::from_slice(body).map_err(|e| WebhookError::BadBody(e.to_string()))?;
-        let sys_id = v
-            .get("sys_id")
-            .and_then(Value::as_str)
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| WebhookError::BadBody("`sys_id` (a string) is required".into()))?;
+        let sys_id = webhook_sys_id(body)?;
+        let sys_id = sys_id.as_str();
         let local = self
             .inner
             .store

@@ -30,4 +30,4 @@ pub use incident::{
 pub use severity::Severity;
 pub use source::SourceKind;
 pub use tenant::{NameError, SourceName, TenantName};
-pub use time::{Timestamp, TimestampError};
+pub use time::{SinceError, Timestamp, TimestampError, parse_since};

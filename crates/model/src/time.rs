@@ -122,6 +122,26 @@ impl Timestamp {
     }
 }
 
+/// Why a "since" expression was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SinceError {
+    #[error("`{0}` reaches too far back")]
+    TooFarBack(String),
+    #[error("`{0}` is neither a duration (24h, 90m) nor an RFC 3339 time (2024-05-01T10:00:00Z)")]
+    Unparseable(String),
+}
+
+/// A "since" expression of the command line and the API: a duration back from `now` (`24h`,
+/// `90m`, `2d`, as `humantime` reads them) or an RFC 3339 time.
+pub fn parse_since(s: &str, now: Timestamp) -> Result<Timestamp, SinceError> {
+    if let Ok(d) = humantime::parse_duration(s) {
+        return now
+            .checked_sub(d)
+            .ok_or_else(|| SinceError::TooFarBack(s.to_string()));
+    }
+    Timestamp::parse_rfc3339(s).map_err(|_| SinceError::Unparseable(s.to_string()))
+}
+
 fn split_offset(s: &str) -> Option<(&str, &str)> {
     if let Some(head) = s.strip_suffix('Z') {
         return Some((head, "Z"));

@@ -203,18 +203,9 @@ pub fn nonblank(v: &Option<String>) -> Option<String> {
         .map(str::to_string)
 }
 
-/// `24h`, `90m`, `2d` back from `now`, or an RFC 3339 time.
+/// `24h`, `90m`, `2d` back from `now`, or an RFC 3339 time (`socbridge_model::parse_since`).
 pub fn parse_since(s: &str, now: Timestamp) -> anyhow::Result<Timestamp> {
-    if let Ok(d) = humantime::parse_duration(s) {
-        return now
-            .checked_sub(d)
-            .ok_or_else(|| bad_input(format!("--since: `{s}` reaches too far back")));
-    }
-    Timestamp::parse_rfc3339(s).map_err(|_| {
-        bad_input(format!(
-            "--since: `{s}` is neither a duration (24h, 90m) nor an RFC 3339 time (2024-05-01T10:00:00Z)"
-        ))
-    })
+    socbridge_model::parse_since(s, now).map_err(|e| bad_input(format!("--since: {e}")))
 }
 
 fn update_from_args(args: &UpdateArgs) -> anyhow::Result<IncidentUpdate> {
