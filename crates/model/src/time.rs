@@ -26,14 +26,26 @@ impl Timestamp {
         self.0
     }
 
+    /// `None` outside the years RFC 3339 can write (0000 to 9999), so that every time read
+    /// from outside prints as RFC 3339 and reads back as itself.
     pub fn from_unix_seconds(secs: i64, nanos: u32) -> Option<Self> {
         secs.checked_mul(1_000_000)
             .and_then(|m| m.checked_add(i64::from(nanos / 1_000)))
-            .map(Timestamp)
+            .and_then(Self::writable)
     }
 
+    /// `None` outside the years RFC 3339 can write, as [`Self::from_unix_seconds`].
     pub fn from_unix_millis(millis: i64) -> Option<Self> {
-        millis.checked_mul(1_000).map(Timestamp)
+        millis.checked_mul(1_000).and_then(Self::writable)
+    }
+
+    /// 0000-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z.
+    fn writable(micros: i64) -> Option<Self> {
+        const FIRST: i64 = -62_167_219_200_000_000;
+        const LAST: i64 = 253_402_300_799_999_999;
+        (FIRST..=LAST)
+            .contains(&micros)
+            .then_some(Timestamp(micros))
     }
 
     pub fn now() -> Self {
@@ -118,7 +130,7 @@ impl Timestamp {
         i64::try_from(d.as_micros())
             .ok()
             .and_then(|m| self.0.checked_sub(m))
-            .map(Timestamp)
+            .and_then(Self::writable)
     }
 }
 
@@ -194,6 +206,27 @@ mod tests {
         let d = Timestamp::parse_lenient_utc("2021-01-14T10:33:46+01:00").unwrap();
         assert_eq!(d.to_rfc3339(), "2021-01-14T09:33:46.000000Z");
         assert!(Timestamp::parse_lenient_utc("yesterday").is_err());
+    }
+
+    #[test]
+    fn unix_times_beyond_what_rfc_3339_can_write_are_refused() {
+        // Found by the fuzz checks: a Secure Endpoint `timestamp` of 9e12 seconds fitted in
+        // the microsecond count but printed as year -262143, and year 10000 and later print as
+        // `+10000-...`, which no RFC 3339 reader takes back.
+        let last = Timestamp::from_unix_seconds(253_402_300_799, 999_999_999).expect("9999");
+        assert_eq!(Timestamp::parse_rfc3339(&last.to_rfc3339()), Ok(last));
+        let first = Timestamp::from_unix_seconds(-62_167_219_200, 0).expect("year 0");
+        assert_eq!(Timestamp::parse_rfc3339(&first.to_rfc3339()), Ok(first));
+        assert_eq!(Timestamp::from_unix_seconds(253_402_300_800, 0), None);
+        assert_eq!(Timestamp::from_unix_seconds(-62_167_219_201, 0), None);
+        assert_eq!(Timestamp::from_unix_seconds(9_000_000_000_000, 0), None);
+        assert_eq!(Timestamp::from_unix_millis(9_000_000_000_000_000), None);
+        let now = Timestamp::from_unix_seconds(1_780_000_000, 0).expect("2026");
+        assert_eq!(
+            parse_since("3000years", now),
+            Err(SinceError::TooFarBack("3000years".into()))
+        );
+        assert!(parse_since("1000years", now).is_ok());
     }
 
     #[test]
