@@ -12,7 +12,8 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-target="${CARGO_TARGET_DIR:-$root/target}"
+. scripts/lib.sh
+target="$(socbridge_target_dir)"
 export SCREENSHOT_DIR="${SCREENSHOT_DIR:-$root/target/screenshots}"
 export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 
@@ -65,15 +66,13 @@ say "npm ci (e2e)"
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 (cd e2e && npm ci --no-audit --no-fund --loglevel=error)
 
-say "cargo build -p socbridge"
-cargo build -p socbridge --locked
+say "building socbridge"
+# The same build as `cargo test --workspace` (its feature set), so nothing is built twice.
+cargo test --quiet --workspace --locked --no-run 2>/dev/null || cargo test --workspace --locked --no-run
 bin="$target/debug/socbridge"
 [ -x "$bin" ] || fail "no binary at $bin"
 
 # ------------------------------------------------------------------------------ services
-free_port() {
-    node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
-}
 # Waits until `probe` (a command) succeeds, for at most $1 seconds.
 wait_for() {
     local seconds="$1" what="$2"

@@ -603,6 +603,22 @@ function renderDetail(d, fresh) {
   );
 }
 
+// ServiceNow's incident states (the `state` choice list of the incident table).
+const SERVICENOW_STATES = {
+  1: "New",
+  2: "In Progress",
+  3: "On Hold",
+  6: "Resolved",
+  7: "Closed",
+  8: "Canceled",
+};
+
+function ticketState(t) {
+  if (!t.state) return "—";
+  const name = t.system === "servicenow" ? SERVICENOW_STATES[t.state] : undefined;
+  return name ? `${name} (${t.state})` : t.state;
+}
+
 function renderTicket(t) {
   const box = $("d-ticket");
   if (!t) {
@@ -623,7 +639,7 @@ function renderTicket(t) {
       { class: "facts" },
       el("div", {}, el("dt", { text: "Number" }), el("dd", {}, number)),
       el("div", {}, el("dt", { text: "System" }), el("dd", { text: t.system === "servicenow" ? "ServiceNow" : t.system })),
-      el("div", {}, el("dt", { text: "State" }), el("dd", { text: t.state || "—" })),
+      el("div", {}, el("dt", { text: "State" }), el("dd", { text: ticketState(t) })),
     ),
   );
 }

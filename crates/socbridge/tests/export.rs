@@ -147,6 +147,86 @@ async fn export_of_a_served_store_validates_against_the_ocsf_schemas() {
             .iter()
             .all(|d| d["metadata"]["tenant_uid"] == tenant.as_str())
     );
+
+    // The API's `?format=ocsf` answers the export's documents: the Incident Finding, and the
+    // Detection Findings as NDJSON, line for line.
+    let mut exported: BTreeMap<String, (Value, Vec<Value>)> = BTreeMap::new();
+    let mut last = String::new();
+    for line in text.lines() {
+        let doc: Value = serde_json::from_str(line).unwrap();
+        if doc["class_uid"] == 2005 {
+            last = doc["metadata"]["uid"].as_str().unwrap().to_string();
+            exported.insert(last.clone(), (doc, Vec::new()));
+        } else {
+            exported.get_mut(&last).unwrap().1.push(doc);
+        }
+    }
+    let mut cmd = socbridge(&data);
+    cmd.args(["token", "create", "--role", "admin"]);
+    let out = run(cmd).await;
+    assert!(out.status.success(), "{}", describe(&out));
+    let token = stdout(&out).trim().to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    let mut cmd = socbridge(&data);
+    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("serve starts");
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !http
+        .get(format!("http://127.0.0.1:{port}/readyz"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(std::time::Instant::now() < deadline, "serve never ready");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for (id, (incident_doc, finding_docs)) in exported.iter().take(10) {
+        let res = http
+            .get(format!("{base}/incidents/{id}?format=ocsf"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let doc: Value = res.json().await.unwrap();
+        assert_eq!(&doc, incident_doc, "incident {id}");
+        let res = http
+            .get(format!("{base}/incidents/{id}/findings?format=ocsf"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["content-type"], "application/x-ndjson");
+        let body = res.text().await.unwrap();
+        let docs: Vec<Value> = body
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON document per line"))
+            .collect();
+        assert_eq!(&docs, finding_docs, "findings of incident {id}");
+    }
+    let (id, _) = exported.iter().next().unwrap();
+    let res = http
+        .get(format!("{base}/incidents/{id}?format=xml"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let problem: Value = res.json().await.unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("format"),
+        "{problem}"
+    );
+    assert!(stop_with(&mut child, "TERM").await.success());
 }
 
 #[tokio::test]

@@ -12,8 +12,8 @@ use axum::extract::{Path, Query, State};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use socbridge_model::{
-    FindingView, IncidentDetail, IncidentFilter, IncidentStatus, IncidentUpdate, IncidentView,
-    Severity, Timestamp,
+    IncidentDetail, IncidentFilter, IncidentStatus, IncidentUpdate, IncidentView, Severity,
+    Timestamp,
 };
 use socbridge_store::{ManualAction, TokenRole};
 use utoipa::{IntoParams, ToSchema};
@@ -195,21 +195,30 @@ fn missing(id: i64) -> Problem {
 /// One incident with its findings, observables, ticket, actions and timeline. An admin token
 /// also gets each isolation's `unlock_code`; an analyst's never does.
 #[utoipa::path(get, path = "/api/v1/incidents/{id}", tag = "incidents",
-    params(("id" = i64, Path, description = "incident id")), security(("bearer" = [])),
-    responses((status = 200, body = schemas::IncidentDetail),
+    params(("id" = i64, Path, description = "incident id"), super::ocsf::FormatParam),
+    security(("bearer" = [])),
+    responses((status = 200, body = schemas::IncidentOrOcsf,
+            description = "the incident with its findings and timeline (admins also see \
+            isolation unlock codes); with `format=ocsf`, an OCSF 1.8.0 Incident Finding"),
         (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(state): State<ApiState>,
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
-) -> ApiResult<Json<serde_json::Value>> {
+    format: Result<Query<super::ocsf::FormatParam>, QueryRejection>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse as _;
     let id = id_of(path)?;
+    let format = super::ocsf::format_of(format)?;
     let detail: IncidentDetail = state
         .engine
         .store()
         .get_incident(id, caller.scope())
         .await?
         .ok_or_else(|| missing(id))?;
+    if format == super::ocsf::Format::Ocsf {
+        return Ok(super::ocsf::incident(&detail));
+    }
     let mut json = serde_json::to_value(&detail).map_err(Problem::internal)?;
     if caller.0.role == TokenRole::Admin {
         let codes = crate::incidents::unlock_codes(&state.engine, &detail.incident)
@@ -217,26 +226,37 @@ pub async fn get(
             .map_err(Problem::internal)?;
         crate::incidents::insert_unlock_codes(&mut json, &codes);
     }
-    Ok(Json(json))
+    Ok(Json(json).into_response())
 }
 
 /// The findings of an incident, oldest first.
 #[utoipa::path(get, path = "/api/v1/incidents/{id}/findings", tag = "incidents",
-    params(("id" = i64, Path, description = "incident id")), security(("bearer" = [])),
-    responses((status = 200, body = Vec<schemas::Finding>),
+    params(("id" = i64, Path, description = "incident id"), super::ocsf::FormatParam),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the incident's findings, oldest first; with \
+            `format=ocsf`, one OCSF 1.8.0 Detection Finding per line (NDJSON)",
+            content((Vec<schemas::Finding> = "application/json"),
+                (String = "application/x-ndjson"))),
         (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn findings(
     State(state): State<ApiState>,
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
-) -> ApiResult<Json<Vec<FindingView>>> {
+    format: Result<Query<super::ocsf::FormatParam>, QueryRejection>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse as _;
     let id = id_of(path)?;
+    let format = super::ocsf::format_of(format)?;
     let detail = state
         .engine
         .store()
         .get_incident(id, caller.scope())
-        .await?;
-    detail.map(|d| Json(d.findings)).ok_or_else(|| missing(id))
+        .await?
+        .ok_or_else(|| missing(id))?;
+    Ok(match format {
+        super::ocsf::Format::Ocsf => super::ocsf::findings(&detail),
+        super::ocsf::Format::Json => Json(detail.findings).into_response(),
+    })
 }
 
 /// An analyst's change; absent fields stay as they are, `""` clears resolution or assignee.

@@ -12,6 +12,7 @@ pub mod admin;
 pub mod auth;
 pub mod console;
 pub mod incidents;
+pub mod ocsf;
 pub mod ops;
 pub mod problem;
 pub mod schemas;

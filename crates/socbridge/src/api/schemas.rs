@@ -135,3 +135,31 @@ pub struct IncidentDetail {
     findings: Vec<Finding>,
     timeline: Vec<TimelineEntry>,
 }
+
+/// An OCSF 1.8.0 finding (`?format=ocsf`): an Incident Finding (class 2005) or a Detection
+/// Finding (class 2004), as `socbridge export --format ocsf` writes it. Only the members every
+/// such object has are listed; the OCSF schema defines the rest.
+#[derive(ToSchema)]
+pub struct OcsfFinding {
+    #[schema(example = 2005)]
+    class_uid: i64,
+    #[schema(example = 2)]
+    category_uid: i64,
+    #[schema(example = 200501)]
+    type_uid: i64,
+    activity_id: i64,
+    severity_id: i64,
+    /// Milliseconds since the Unix epoch.
+    time: i64,
+    #[schema(value_type = Object)]
+    metadata: serde_json::Value,
+}
+
+/// An incident in socbridge's shape, or with `format=ocsf` as an OCSF Incident Finding.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(clippy::large_enum_variant)]
+pub enum IncidentOrOcsf {
+    Incident(IncidentDetail),
+    Ocsf(OcsfFinding),
+}
