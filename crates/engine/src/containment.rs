@@ -36,6 +36,23 @@ fn isolation_marker(action: &ActionRecord) -> String {
     format!("socbridge incident {}", action.incident_id)
 }
 
+/// The socbridge incident an isolation's comment names (`socbridge incident <id> (...`), if
+/// any; the id is read whole, so incident 7 is not 70.
+fn isolating_incident(comment: Option<&str>) -> Option<i64> {
+    let rest = comment?.split("socbridge incident ").nth(1)?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    rest[digits.len()..]
+        .starts_with(" (")
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// Did this action ask for the isolation the vendor reports? Its comment is
+/// `socbridge incident <id> (<tenant>): ...`: the id is matched whole (incident 7 is not 70).
+fn isolation_is_ours(comment: Option<&str>, action: &ActionRecord) -> bool {
+    isolating_incident(comment) == Some(action.incident_id)
+}
+
 /// A vendor refusal that retrying cannot change (the vendor's words), as opposed to a failure
 /// to reach it.
 fn refusal(e: &ConnectorError) -> Option<String> {
@@ -150,7 +167,11 @@ impl Engine {
         let now = client.isolation(guid).await?;
         let marker = isolation_marker(action);
         if now.is_on() {
-            let ours = now.comment.as_deref().is_some_and(|c| c.contains(&marker));
+            let ours = isolation_is_ours(now.comment.as_deref(), action);
+            if !ours {
+                self.wait_for_release_of_other(action, now.comment.as_deref())
+                    .await?;
+            }
             let change = if ours {
                 ActionChange {
                     state: Some(ActionState::Applied),
@@ -221,6 +242,39 @@ impl Engine {
         Ok(())
     }
 
+    /// The computer is isolated for another socbridge incident: when that incident is closed
+    /// and its isolation not yet released, this one waits (a retryable error) for the release,
+    /// rather than taking the isolation as someone else's and keeping nothing in place once
+    /// the release lands.
+    async fn wait_for_release_of_other(
+        &self,
+        action: &ActionRecord,
+        comment: Option<&str>,
+    ) -> Result<(), WorkError> {
+        let Some(other) = isolating_incident(comment) else {
+            return Ok(());
+        };
+        let Some(detail) = self.inner.store.get_incident(other, None).await? else {
+            return Ok(());
+        };
+        let releasing =
+            !detail.incident.status.is_open()
+                && detail.incident.actions.iter().any(|a| {
+                    a.kind == "isolate" && a.target == action.target && a.state == "applied"
+                });
+        if releasing {
+            return Err(WorkError::Vendor {
+                detail: format!(
+                    "{} is still isolated for socbridge incident {other}, which is closed and \
+                     being released; isolating again after that",
+                    action.target_label.as_deref().unwrap_or(&action.target)
+                ),
+                retryable: true,
+            });
+        }
+        Ok(())
+    }
+
     /// Follows `pending_start` until `isolated` or the deadline; returns the last status.
     async fn follow_isolation(
         &self,
@@ -261,18 +315,29 @@ impl Engine {
         }
         let guid = &action.target;
         let now = client.isolation(guid).await?;
-        if !now.is_off() {
+        // Only our own isolation is stopped: once it is off, the computer may have been
+        // isolated again since (by a later incident, or by someone at the vendor), and that
+        // isolation is not this action's to undo.
+        let reason = if now.is_off() {
+            "isolation stopped".to_string()
+        } else if !isolation_is_ours(now.comment.as_deref(), action) {
+            format!(
+                "left isolated: isolated again since ({})",
+                now.comment.as_deref().unwrap_or("no comment")
+            )
+        } else {
             let comment = format!(
                 "{} closed: isolation stopped by socbridge",
                 isolation_marker(action)
             );
             client.stop_isolation(guid, &comment).await?;
-        }
+            "isolation stopped".to_string()
+        };
         self.save(
             action.id,
             &ActionChange {
                 state: Some(ActionState::Reverted),
-                reason: Some("isolation stopped".into()),
+                reason: Some(reason),
                 ..ActionChange::default()
             },
         )
@@ -417,5 +482,25 @@ impl Engine {
     pub async fn unlock_code(&self, action_id: i64) -> Result<Option<String>, crate::EngineError> {
         let action = self.inner.store.action(action_id).await?;
         Ok(action.and_then(|a| self.unlock_code_of(&a)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::isolating_incident;
+
+    #[test]
+    fn the_isolating_incident_is_read_whole_from_our_comment_only() {
+        let ours = |id: i64| format!("socbridge incident {id} (acme): isolated by socbridge");
+        assert_eq!(isolating_incident(Some(&ours(7))), Some(7));
+        assert_eq!(isolating_incident(Some(&ours(70))), Some(70));
+        assert_ne!(isolating_incident(Some(&ours(70))), Some(7));
+        // The release's own comment, someone else's, none.
+        assert_eq!(
+            isolating_incident(Some("socbridge incident 7 closed: isolation stopped")),
+            None
+        );
+        assert_eq!(isolating_incident(Some("isolated by the SOC lead")), None);
+        assert_eq!(isolating_incident(None), None);
     }
 }
