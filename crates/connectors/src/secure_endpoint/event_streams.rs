@@ -13,7 +13,7 @@
 //! has stored them ([`StreamBatch::ack`]); until then the broker keeps them, and redelivers
 //! them to the next connection if this one dies.
 
-use super::{SecureEndpointClient, VENDOR, map_page};
+use super::{SecureEndpointClient, VENDOR, data_of, map_page};
 use crate::ConnectorError;
 use crate::http::Retry;
 use futures::{FutureExt, StreamExt};
@@ -102,17 +102,6 @@ pub struct EventStream {
     pub id: u64,
     pub name: String,
     pub amqp_credentials: AmqpCredentials,
-}
-
-#[derive(Deserialize)]
-struct DataEnvelope<T> {
-    data: T,
-}
-
-fn data_of<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    serde_json::from_slice::<DataEnvelope<T>>(body)
-        .map(|e| e.data)
-        .map_err(|e| e.to_string())
 }
 
 /// Why the stream could not be consumed.
