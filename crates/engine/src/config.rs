@@ -51,6 +51,24 @@ struct FileConfig {
     /// Credentials shared by several sources (an MSSP's Umbrella parent key).
     #[serde(default)]
     credentials: Vec<FileCredential>,
+    /// SIEM sinks: OCSF NDJSON forwarders.
+    #[serde(default)]
+    sinks: Vec<FileSink>,
+}
+
+/// `[[sinks]]`: a SIEM's HTTP collector that receives new findings and incident changes as
+/// OCSF NDJSON, its token by environment variable name.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSink {
+    name: String,
+    url: String,
+    /// Sent as `Authorization: Bearer <token>`.
+    token_env: Option<String>,
+    tenants: Option<Vec<String>>,
+    batch_size: Option<usize>,
+    #[serde(default, with = "humantime_serde_opt")]
+    timeout: Option<Duration>,
 }
 
 /// `[[credentials]]`: a named credential, secrets by environment variable name.
@@ -163,6 +181,8 @@ pub struct Config {
     pub tenants: Vec<TenantSpec>,
     pub servicenow: Option<ServiceNowSpec>,
     pub credentials: Vec<CredentialSpec>,
+    /// `[[sinks]]`; none: no sink (applying the config removes any stored one).
+    pub sinks: Vec<crate::sinks::SinkSpec>,
 }
 
 /// A shared credential from `[[credentials]]`, secrets resolved (`key`, `secret`).
@@ -448,11 +468,25 @@ impl Config {
             None => None,
             Some(sn) => Some(servicenow_spec(sn, ticket_overrides, &lookup, path)?),
         };
+        let mut sinks = Vec::new();
+        for sink in file.sinks {
+            if sinks
+                .iter()
+                .any(|s: &crate::sinks::SinkSpec| s.name == sink.name)
+            {
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    message: format!("sink `{}` is listed twice", sink.name),
+                });
+            }
+            sinks.push(sink_spec(sink, &lookup, path)?);
+        }
         Ok(Config {
             path: path.to_path_buf(),
             tenants,
             servicenow,
             credentials,
+            sinks,
         })
     }
 }
@@ -547,6 +581,75 @@ fn servicenow_spec(
     Ok(ServiceNowSpec { settings, secrets })
 }
 
+fn sink_spec(
+    s: FileSink,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    path: &Path,
+) -> Result<crate::sinks::SinkSpec, ConfigError> {
+    let err = |message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        message: format!("sink `{}`: {message}", s.name),
+    };
+    let name_ok = !s.name.is_empty()
+        && s.name.len() <= 64
+        && s.name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !name_ok {
+        return Err(err(
+            "`name` must be 1 to 64 lowercase letters, digits, `-` or `_`".into(),
+        ));
+    }
+    let url =
+        url::Url::parse(&s.url).map_err(|e| err(format!("`url` `{}` is not a URL: {e}", s.url)))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(err(format!("`url` `{}` must be http or https", s.url)));
+    }
+    let batch_size = s.batch_size.unwrap_or(crate::sinks::DEFAULT_BATCH_SIZE);
+    if !(1..=crate::sinks::MAX_BATCH_SIZE).contains(&batch_size) {
+        return Err(err(format!(
+            "`batch_size` must be between 1 and {}, got {batch_size}",
+            crate::sinks::MAX_BATCH_SIZE
+        )));
+    }
+    let timeout = s.timeout.unwrap_or(crate::sinks::DEFAULT_TIMEOUT);
+    if timeout.is_zero() || timeout > Duration::from_secs(600) {
+        return Err(err(format!(
+            "`timeout` must be more than 0 and at most 10m, got {}",
+            humantime::format_duration(timeout)
+        )));
+    }
+    let mut tenants = Vec::new();
+    for t in s.tenants.unwrap_or_default() {
+        let t = t.trim().to_string();
+        if TenantName::new(&t).is_err() {
+            return Err(err(format!("`tenants`: `{t}` is not a tenant name")));
+        }
+        if !tenants.contains(&t) {
+            tenants.push(t);
+        }
+    }
+    let mut secrets = SecretFields::new();
+    if let Some(var) = &s.token_env {
+        let token = lookup(var).ok_or_else(|| {
+            err(format!(
+                "environment variable `{var}` (token_env) is not set"
+            ))
+        })?;
+        secrets = secrets.with("token", SecretString::from(token));
+    }
+    Ok(crate::sinks::SinkSpec {
+        name: s.name.clone(),
+        settings: crate::sinks::SinkSettings {
+            url: s.url.clone(),
+            tenants,
+            batch_size,
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        },
+        secrets,
+    })
+}
+
 fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
     let iter = dotenvy::from_path_iter(path).map_err(|e| ConfigError::EnvFile {
         path: path.to_path_buf(),
@@ -632,6 +735,60 @@ api_key_env = "SOCBRIDGE_TEST_SURELY_UNSET_VAR"
             .unwrap_err()
             .to_string();
         assert!(msg.contains("`push`") && msg.contains("umbrella"), "{msg}");
+    }
+
+    #[test]
+    fn sinks_are_read_with_defaults_and_their_mistakes_named() {
+        let cfg = parse(
+            "[[sinks]]\nname = \"siem\"\nurl = \"https://siem.example/ingest\"\ntoken_env = \"PATH\"\n\
+             [[sinks]]\nname = \"lake\"\nurl = \"http://lake:8080/x\"\ntenants = [\"acme\"]\nbatch_size = 10\ntimeout = \"5s\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.sinks.len(), 2);
+        let siem = &cfg.sinks[0];
+        assert_eq!(siem.settings.batch_size, crate::sinks::DEFAULT_BATCH_SIZE);
+        assert_eq!(siem.settings.timeout_ms, 30_000);
+        assert!(siem.settings.tenants.is_empty());
+        assert!(siem.secrets.get("token").is_some());
+        // The token is never shown.
+        let token = std::env::var("PATH").unwrap();
+        assert!(!format!("{cfg:?}").contains(&token));
+        let lake = &cfg.sinks[1];
+        assert_eq!(
+            (lake.settings.batch_size, lake.settings.timeout_ms),
+            (10, 5_000)
+        );
+        assert_eq!(lake.settings.tenants, vec!["acme".to_string()]);
+        assert!(lake.secrets.is_empty());
+
+        let bad = |extra: &str| {
+            parse(&format!(
+                "[[sinks]]\nname = \"siem\"\nurl = \"https://x/\"\n{extra}"
+            ))
+            .unwrap_err()
+            .to_string()
+        };
+        let m = bad("token_env = \"SOCBRIDGE_TEST_SURELY_UNSET_SINK\"\n");
+        assert!(
+            m.contains("SOCBRIDGE_TEST_SURELY_UNSET_SINK") && m.contains("siem"),
+            "{m}"
+        );
+        let m = bad("batch_size = 0\n");
+        assert!(m.contains("batch_size") && m.contains("siem"), "{m}");
+        let m = bad("timeout = \"0s\"\n");
+        assert!(m.contains("timeout"), "{m}");
+        let m = bad("tenants = [\"Not A Tenant\"]\n");
+        assert!(m.contains("tenants") && m.contains("Not A Tenant"), "{m}");
+        let m = bad("colour = \"red\"\n");
+        assert!(m.contains("colour"), "{m}");
+        let m = parse("[[sinks]]\nname = \"siem\"\nurl = \"ftp://x/\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(m.contains("`url`") && m.contains("http or https"), "{m}");
+        let m = parse("[[sinks]]\nname = \"s\"\nurl = \"http://x/\"\n[[sinks]]\nname = \"s\"\nurl = \"http://y/\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(m.contains("listed twice"), "{m}");
     }
 
     #[test]

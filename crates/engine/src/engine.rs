@@ -42,6 +42,8 @@ pub enum EngineError {
     Ticketing(String),
     #[error(transparent)]
     SymantecMss(#[from] socbridge_connectors::symantec_mss::SymantecMssError),
+    #[error("sink `{sink}`: {detail}")]
+    Sink { sink: String, detail: String },
 }
 
 impl EngineError {
@@ -99,6 +101,7 @@ pub struct ApplyReport {
     pub tenants: usize,
     pub sources: usize,
     pub ticketing: bool,
+    pub sinks: usize,
 }
 
 /// A source's vendor client, by kind.
@@ -214,6 +217,7 @@ impl Engine {
             self.reset_link().await;
             report.ticketing = true;
         }
+        report.sinks = self.apply_sinks(&cfg.sinks).await?;
         Ok(report)
     }
 
@@ -489,9 +493,11 @@ impl Engine {
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), EngineError> {
         let tickets = tokio::spawn(self.clone().run_ticketing(shutdown.clone()));
         let push = tokio::spawn(crate::push::run(self.clone(), shutdown.clone()));
+        let sinks = tokio::spawn(self.clone().run_sinks(shutdown.clone()));
         let result = self.run_polls(shutdown).await;
         let _ = tickets.await;
         let _ = push.await;
+        let _ = sinks.await;
         result
     }
 

@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod poll;
 mod push;
 pub mod settings;
+pub mod sinks;
 pub mod symantec;
 pub mod ticketing;
 pub mod umbrella;
@@ -15,10 +16,11 @@ mod writeback;
 
 pub use config::{Config, ConfigError, CredentialSpec, ServiceNowSpec, SourceSpec, TenantSpec};
 pub use engine::{ApplyReport, Engine, EngineError, EngineOptions};
-pub use metrics::{EngineMetrics, MetricsSnapshot, OutboxResult, PollCounters};
+pub use metrics::{EngineMetrics, MetricsSnapshot, OutboxResult, PollCounters, SinkCounters};
 pub use poll::PollReport;
 pub use settings::{
     CredentialSettings, PollSettings, SecureEndpointSettings, SourceSettings, SymantecMssSettings,
     UmbrellaSettings, WorkflowMapping,
 };
+pub use sinks::{SinkReport, SinkSettings, SinkSpec};
 pub use ticketing::{OutboxReport, SyncReport, TicketFields, TicketingSettings, WebhookError};

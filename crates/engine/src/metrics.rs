@@ -47,6 +47,19 @@ pub type OutboxKey = (String, String, String, OutboxResult);
 pub struct MetricsSnapshot {
     pub polls: BTreeMap<PollKey, PollCounters>,
     pub outbox: BTreeMap<OutboxKey, u64>,
+    /// By sink name.
+    pub sinks: BTreeMap<String, SinkCounters>,
+}
+
+/// What a SIEM sink delivered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkCounters {
+    /// Requests answered 2xx.
+    pub requests: u64,
+    /// Requests that failed after the HTTP stack's retries.
+    pub failures: u64,
+    /// Lines in requests answered 2xx (a resent line counts again).
+    pub lines: u64,
 }
 
 #[derive(Debug, Default)]
@@ -86,6 +99,19 @@ impl EngineMetrics {
         *m.outbox
             .entry((tenant.to_string(), target.to_string(), kind.to_string(), r))
             .or_default() += 1;
+    }
+
+    pub(crate) fn record_sink(&self, sink: &str, lines: usize, ok: bool) {
+        let Ok(mut m) = self.inner.lock() else {
+            return;
+        };
+        let c = m.sinks.entry(sink.to_string()).or_default();
+        if ok {
+            c.requests += 1;
+            c.lines += lines as u64;
+        } else {
+            c.failures += 1;
+        }
     }
 
     pub fn snapshot(&self) -> MetricsSnapshot {

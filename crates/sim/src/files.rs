@@ -57,7 +57,7 @@ pub(crate) fn api_key_env(tenant: &str) -> String {
 }
 
 /// The name of the env file written beside the config.
-const ENV_FILE: &str = "socbridge.env";
+pub(crate) const ENV_FILE: &str = "socbridge.env";
 
 /// The Symantec production CA, written beside the config.
 pub(crate) const CA_FILE: &str = "sim-ca.pem";

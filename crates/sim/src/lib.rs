@@ -24,6 +24,7 @@
 //! The control API lives under `/_sim/` on the same port: see [`Endpoints::control`].
 
 mod catalog;
+pub mod collector;
 mod control;
 mod event_streams;
 mod files;
@@ -37,6 +38,10 @@ mod wire;
 mod world;
 
 pub use catalog::HIGH_PRIORITY_EVENT_TYPES;
+pub use collector::{
+    ClassCounters, CollectorConfig, CollectorCounters, CollectorFaultCounters, CollectorFaults,
+    CollectorHandle,
+};
 pub use event_streams::{DEFAULT_AMQP_URL, EventStreamInfo, EventStreamsConfig};
 pub use servicenow::{
     DEFAULT_WEBHOOK_HEADER, ServiceNowConfig, ServiceNowCounters, ServiceNowEndpoints,

@@ -74,6 +74,21 @@ impl Sql {
         }
         query.fetch_all(conn).await.op(op)
     }
+
+    pub(crate) async fn execute(
+        &self,
+        conn: &mut AnyConnection,
+        op: &'static str,
+    ) -> Result<u64, StoreError> {
+        let mut query = sqlx::query(&self.text);
+        for arg in &self.args {
+            query = match arg {
+                Arg::Int(v) => query.bind(*v),
+                Arg::Text(v) => query.bind(v.as_str()),
+            };
+        }
+        Ok(query.execute(conn).await.op(op)?.rows_affected())
+    }
 }
 
 fn view_from_row(row: &AnyRow) -> Result<IncidentView, StoreError> {
@@ -601,6 +616,7 @@ impl Store {
                     enqueue(conn, cur.tenant_id, &cur.tenant, id, kind, payload, now).await?;
                 }
             }
+            crate::sinks::enqueue_incident(conn, cur.tenant_id, id, now).await?;
             if status.is_open() != cur.status.is_open() {
                 crate::containment::on_status_change(
                     conn,

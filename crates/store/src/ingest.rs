@@ -103,6 +103,7 @@ impl Store {
         let mut newest: Option<Timestamp> = None;
         // Computers put into incidents by this batch, for the containment policy.
         let mut candidates: BTreeMap<i64, Candidate> = BTreeMap::new();
+        let mut new_finding_ids = Vec::new();
 
         for (i, finding) in batch.findings.iter().enumerate() {
             if batch.max_new.is_some_and(|cap| out.new_findings >= cap) {
@@ -123,6 +124,7 @@ impl Store {
                 continue;
             };
             out.new_findings += 1;
+            new_finding_ids.push(finding_id);
             let incident = self
                 .correlate(conn, source.tenant_id, finding_id, finding, now)
                 .await?;
@@ -208,6 +210,14 @@ impl Store {
                 .await?;
             }
         }
+        crate::sinks::enqueue_ingest(
+            conn,
+            source.tenant_id,
+            &new_finding_ids,
+            created.union(&touched),
+            now,
+        )
+        .await?;
         if !candidates.is_empty() {
             let source_name: String = sqlx::query_scalar("SELECT name FROM sources WHERE id = $1")
                 .bind(source_id)

@@ -23,6 +23,7 @@ mod error;
 mod incidents;
 mod ingest;
 mod records;
+mod sinks;
 mod sources;
 mod tenants;
 mod tickets;
@@ -34,6 +35,7 @@ pub use error::StoreError;
 pub use records::{
     Counts, IngestBatch, IngestOutcome, NewSource, QuarantineRecord, SourceRecord, TenantRecord,
 };
+pub use sinks::{NewSink, SinkBatch, SinkRecord};
 pub use tickets::{
     CORRELATION_PREFIX, Origin, OutboxItem, OutboxKind, OutboxStats, TARGET_CONTAINMENT,
     TARGET_SERVICENOW, TARGET_VENDOR, TicketLink, TicketRecord, TicketingRecord, correlation_id,
