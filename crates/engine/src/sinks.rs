@@ -336,10 +336,9 @@ impl Engine {
                 }
             };
             for s in sinks {
-                if !tasks.contains_key(&s.name) {
-                    let task =
-                        tokio::spawn(self.clone().run_sink(s.name.clone(), shutdown.clone()));
-                    tasks.insert(s.name, task);
+                if let std::collections::hash_map::Entry::Vacant(slot) = tasks.entry(s.name) {
+                    let name = slot.key().clone();
+                    slot.insert(tokio::spawn(self.clone().run_sink(name, shutdown.clone())));
                 }
             }
         }

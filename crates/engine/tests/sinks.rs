@@ -49,7 +49,7 @@ async fn rig(
     };
     sim.write_config_with(&path, &options)
         .expect("the config is written");
-    col.write_sink_config(&path, SINK)
+    col.write_sink_config(&path, SINK, true)
         .expect("the sink is added to the config");
     let mut text = std::fs::read_to_string(&path).expect("the config reads back");
     text.push_str(&format!("batch_size = {batch}\ntimeout = \"5s\"\n"));

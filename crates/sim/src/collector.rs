@@ -298,16 +298,30 @@ impl CollectorHandle {
     }
 
     /// Appends a `[[sinks]]` section named `name` pointing at this collector to the socbridge
-    /// config at `config` (as written by [`crate::SimHandle::write_config`]), and the token as
-    /// `SOCBRIDGE_SIEM_TOKEN` to the `socbridge.env` beside it (mode 0600 kept).
-    pub fn write_sink_config(&self, config: &std::path::Path, name: &str) -> io::Result<()> {
+    /// config at `config` (as written by [`crate::SimHandle::write_config`]), commented out
+    /// unless `active`, and the token as `SOCBRIDGE_SIEM_TOKEN` to the `socbridge.env` beside
+    /// it (mode 0600 kept).
+    pub fn write_sink_config(
+        &self,
+        config: &std::path::Path,
+        name: &str,
+        active: bool,
+    ) -> io::Result<()> {
         use std::io::Write as _;
+        let section = format!(
+            "[[sinks]]\nname = \"{name}\"\nurl = \"{}\"\ntoken_env = \"{SINK_TOKEN_ENV}\"\n",
+            self.url()
+        );
+        let section = if active {
+            section
+        } else {
+            section.lines().map(|l| format!("# {l}\n")).collect()
+        };
         let mut f = std::fs::OpenOptions::new().append(true).open(config)?;
         write!(
             f,
             "\n# The emulated SIEM collector: new findings and incident changes as OCSF NDJSON.\n\
-             [[sinks]]\nname = \"{name}\"\nurl = \"{}\"\ntoken_env = \"{SINK_TOKEN_ENV}\"\n",
-            self.url()
+             {section}"
         )?;
         let env = config
             .parent()

@@ -118,6 +118,15 @@ async fn dispatch(cli: &Cli, store: socbridge_store::Store) -> anyhow::Result<Ex
                     );
                     code = ExitCode::from(1);
                 }
+                // What the run stored and changed, to the SIEM sinks.
+                let sink_left = engine.drain_sinks(args.drain_timeout).await?;
+                if sink_left > 0 {
+                    eprintln!(
+                        "{sink_left} change batch(es) not yet delivered to a SIEM sink after {}; they stay queued for the next run",
+                        humantime::format_duration(args.drain_timeout)
+                    );
+                    code = ExitCode::from(1);
+                }
                 return Ok(code);
             }
             let shutdown = CancellationToken::new();

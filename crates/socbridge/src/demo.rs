@@ -30,9 +30,30 @@ pub async fn sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
     })
     .await
     .with_context(|| format!("cannot start the emulators on {}", args.listen))?;
+    // The SIEM collector: P+10 with a fixed P (any free port with 0), same address.
+    let mut collector_addr = args.listen;
+    if args.listen.port() != 0 {
+        collector_addr.set_port(args.listen.port().checked_add(10).ok_or_else(|| {
+            crate::bad_input("--listen: the port leaves no room for the SIEM collector (P+10)")
+        })?);
+    }
+    let collector = socbridge_sim::collector::start(socbridge_sim::CollectorConfig {
+        listen: collector_addr,
+        token: format!(
+            "sim-collector-{:016x}",
+            args.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ),
+        seed: args.seed,
+        ..socbridge_sim::CollectorConfig::default()
+    })
+    .await
+    .with_context(|| format!("cannot start the SIEM collector on {collector_addr}"))?;
     if let Some(path) = &args.write_config {
         handle
             .write_config(path)
+            .with_context(|| format!("cannot write the config {}", path.display()))?;
+        collector
+            .write_sink_config(path, "sim-collector", false)
             .with_context(|| format!("cannot write the config {}", path.display()))?;
         eprintln!(
             "config written to {} (secrets in the env file beside it)",
@@ -48,6 +69,10 @@ pub async fn sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
     let ep = handle.endpoints();
     eprintln!("Secure Endpoint emulator: {}", ep.secure_endpoint);
     eprintln!("control API:              {}", ep.control);
+    eprintln!("SIEM collector (OCSF NDJSON): {}", collector.url());
+    if args.write_config.is_none() {
+        eprintln!("  bearer token: {}", collector.token());
+    }
     eprintln!(
         "tenants: {}",
         ep.tenants
@@ -58,6 +83,7 @@ pub async fn sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
     );
     eprintln!("Ctrl-C to stop");
     wait_for_signal().await;
+    collector.shutdown().await;
     handle.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

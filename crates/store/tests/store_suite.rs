@@ -167,7 +167,118 @@ both_backends!(
     containment_is_planned_with_the_incident_and_released_on_close,
     tokens_are_stored_hashed_scoped_and_revocable,
     cursor_paging_walks_every_incident_once_newest_first,
+    sink_work_is_queued_with_the_change_and_delivered_per_sink,
 );
+
+async fn sink_work_is_queued_with_the_change_and_delivered_per_sink(db: &TestDb) {
+    let store = db.open().await;
+    let src = tenant_with_source(&store, "acme", "amp", SourceKind::SecureEndpoint).await;
+    // Without a sink nothing is queued.
+    ingest(
+        &store,
+        &src,
+        vec![endpoint_finding("e0", "pc0", 5, Severity::High, "10.0.0.9")],
+    )
+    .await;
+    let settings = json!({"url": "http://collector"});
+    let sinks = |names: &'static [&'static str]| -> Vec<socbridge_store::NewSink<'_>> {
+        names
+            .iter()
+            .map(|n| socbridge_store::NewSink {
+                name: n,
+                settings: &settings,
+                secret: Some(b"sealed"),
+            })
+            .collect()
+    };
+    store.set_sinks(&sinks(&["a", "b"])).await.unwrap();
+    assert_eq!(store.sink_backlog("a").await.unwrap(), 0);
+    let shown = format!("{:?}", store.sinks().await.unwrap());
+    assert!(
+        shown.contains("[sealed]") && !shown.contains("115, 101"),
+        "{shown}"
+    );
+
+    // One row per ingest transaction, whatever its size; one per incident change.
+    ingest(
+        &store,
+        &src,
+        vec![
+            endpoint_finding("e1", "pc1", 10, Severity::High, "10.0.0.1"),
+            endpoint_finding("e2", "pc1", 11, Severity::High, "10.0.0.1"),
+            endpoint_finding("e3", "pc2", 12, Severity::High, "10.0.0.2"),
+            endpoint_finding("e0", "pc0", 5, Severity::High, "10.0.0.9"),
+        ],
+    )
+    .await;
+    let rows = store.pending_sink_batches("a", 100).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].tenant, "acme");
+    assert_eq!(rows[0].finding_ids.len(), 3, "the duplicate is not queued");
+    assert_eq!(rows[0].incident_ids.len(), 2);
+    // A batch of duplicates only queues nothing.
+    ingest(
+        &store,
+        &src,
+        vec![endpoint_finding(
+            "e1",
+            "pc1",
+            10,
+            Severity::High,
+            "10.0.0.1",
+        )],
+    )
+    .await;
+    let closed = rows[0].incident_ids[0];
+    store
+        .update_incident(closed, None, &update(Some(IncidentStatus::Closed)))
+        .await
+        .unwrap()
+        .unwrap();
+    // Nothing changed: nothing queued.
+    store
+        .update_incident(closed, None, &update(Some(IncidentStatus::Closed)))
+        .await
+        .unwrap();
+    let rows = store.pending_sink_batches("a", 100).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (rows[1].finding_ids.len(), rows[1].incident_ids.clone()),
+        (0, vec![closed])
+    );
+
+    // Delivered per sink: a's marks do not deliver b's; a row both delivered is deleted.
+    store.sink_delivered("a", &[rows[1].id]).await.unwrap();
+    assert_eq!(store.sink_backlog("a").await.unwrap(), 1);
+    assert_eq!(store.sink_backlog("b").await.unwrap(), 2);
+    let left = store.pending_sink_batches("a", 100).await.unwrap();
+    assert_eq!(
+        left,
+        vec![rows[0].clone()],
+        "a lower id left behind is still pending"
+    );
+    store
+        .sink_delivered("b", &[rows[1].id, rows[1].id])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.pending_sink_batches("b", 100).await.unwrap(),
+        vec![rows[0].clone()]
+    );
+
+    // Removing sink b (not in the config any more) leaves a's work alone; removing all
+    // empties the queue, and nothing is queued after.
+    store.set_sinks(&sinks(&["a"])).await.unwrap();
+    assert_eq!(store.sink_backlog("a").await.unwrap(), 1);
+    store.set_sinks(&[]).await.unwrap();
+    assert!(store.sinks().await.unwrap().is_empty());
+    store
+        .update_incident(closed, None, &update(Some(IncidentStatus::InProgress)))
+        .await
+        .unwrap();
+    store.set_sinks(&sinks(&["a"])).await.unwrap();
+    assert_eq!(store.sink_backlog("a").await.unwrap(), 0);
+}
 
 async fn tokens_are_stored_hashed_scoped_and_revocable(db: &TestDb) {
     use socbridge_store::{NewToken, TokenRole, token_hash};

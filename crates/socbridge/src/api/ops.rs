@@ -346,4 +346,28 @@ fn write_engine_counters(m: &socbridge_engine::MetricsSnapshot, out: &mut String
             escape(tenant)
         );
     }
+    type SinkGet = fn(&socbridge_engine::SinkCounters) -> u64;
+    let sinks: [(&str, &str, SinkGet); 3] = [
+        (
+            "socbridge_sink_requests_total",
+            "OCSF batches a SIEM sink's collector answered 2xx.",
+            |c| c.requests,
+        ),
+        (
+            "socbridge_sink_failures_total",
+            "OCSF batches that failed after retries (sent again later).",
+            |c| c.failures,
+        ),
+        (
+            "socbridge_sink_lines_total",
+            "OCSF lines delivered (a line sent again counts again).",
+            |c| c.lines,
+        ),
+    ];
+    for (name, help, get) in sinks {
+        gauge(out, name, help, "counter");
+        for (sink, c) in &m.sinks {
+            let _ = writeln!(out, "{name}{{sink=\"{}\"}} {}", escape(sink), get(c));
+        }
+    }
 }
