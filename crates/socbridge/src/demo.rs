@@ -49,11 +49,15 @@ pub async fn sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
     .await
     .with_context(|| format!("cannot start the SIEM collector on {collector_addr}"))?;
     if let Some(path) = &args.write_config {
+        // Written whole under another name and renamed, so that whoever waits for the file
+        // never reads it without the sink section.
+        let mut partial = path.as_os_str().to_os_string();
+        partial.push(".partial");
+        let partial = std::path::PathBuf::from(partial);
         handle
-            .write_config(path)
-            .with_context(|| format!("cannot write the config {}", path.display()))?;
-        collector
-            .write_sink_config(path, "sim-collector", false)
+            .write_config(&partial)
+            .and_then(|()| collector.write_sink_config(&partial, "sim-collector", false))
+            .and_then(|()| std::fs::rename(&partial, path))
             .with_context(|| format!("cannot write the config {}", path.display()))?;
         eprintln!(
             "config written to {} (secrets in the env file beside it)",
