@@ -335,7 +335,20 @@ async fn a_collector_that_is_down_delays_no_ticket_and_is_caught_up_when_back() 
     .await;
     shutdown.cancel();
     serve.await.unwrap().unwrap();
-    let (findings, incidents) = assert_all_delivered(&col, &details(&rig.store).await);
+    let all = details(&rig.store).await;
+    let (findings, incidents) = assert_all_delivered(&col, &all);
+    // Each incident's last line shows its ticket, as the export does.
+    let last = last_lines(&col.lines());
+    for d in &all {
+        let doc = &last[&(2005, d.incident.id.to_string())];
+        assert!(
+            doc["tickets"][0]["uid"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("INC")),
+            "{doc}"
+        );
+        assert_eq!(doc, &socbridge_ocsf::incident_finding(d));
+    }
     let c = col.counters();
     eprintln!(
         "down: {backlog} rows waited, {failures} failed passes, tickets unaffected; back: \
@@ -395,4 +408,46 @@ async fn a_restarted_worker_sends_again_what_was_never_acknowledged() {
         "what was kept came again"
     );
     assert!(c.request_ids_repeated > 0, "under the same request ids");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_is_reported_without_the_token_and_stored_sealed() {
+    let col = collector(34, CollectorFaults::default()).await;
+    let rig = rig(&col, (1, 10, 34), 40, false).await;
+    // The config now names a token the collector refuses.
+    let canary = "canary-sink-token-7d1e0b";
+    let env = rig.dir.path().join("socbridge.env");
+    let text = std::fs::read_to_string(&env).unwrap();
+    let text = text.replace(col.token(), canary);
+    std::fs::write(&env, text).unwrap();
+    let config = Config::load(&rig.dir.path().join("socbridge.toml")).unwrap();
+    assert!(!format!("{config:?}").contains(canary), "not in Debug");
+    rig.engine.apply_config(&config).await.unwrap();
+    rig.engine.poll_until_idle(100).await.unwrap();
+
+    let err = rig.engine.deliver_sink(SINK).await.unwrap_err().to_string();
+    assert!(
+        err.contains(SINK) && err.contains("credentials refused"),
+        "{err}"
+    );
+    assert!(!err.contains(canary), "{err}");
+    assert!(col.lines().is_empty());
+    assert_eq!(
+        col.counters().requests.get("401"),
+        Some(&1),
+        "a 401 is not retried"
+    );
+    for entry in std::fs::read_dir(rig.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n == "socbridge.env") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
+            "the token is in {} in plain text",
+            path.display()
+        );
+    }
+    eprintln!("refused: {err}");
 }

@@ -751,6 +751,16 @@ impl Store {
         .op("recording a ticket")?;
         if let Some((kind, detail)) = event {
             crate::ingest::add_event(conn, incident_id, now, kind, "servicenow", detail).await?;
+            // The incident now shows its ticket (or the ticket's new state): the sinks follow.
+            let tenant_id: Option<i64> =
+                sqlx::query_scalar("SELECT tenant_id FROM tickets WHERE incident_id = $1")
+                    .bind(incident_id)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .op("reading a ticket")?;
+            if let Some(tenant_id) = tenant_id {
+                crate::sinks::enqueue_incident(conn, tenant_id, incident_id, now).await?;
+            }
         }
         w.commit("recording a ticket").await
     }
