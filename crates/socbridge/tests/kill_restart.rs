@@ -265,6 +265,131 @@ async fn sigkill_while_ticketing_gives_one_ticket_and_one_note_each() {
 /// Starts `serve --until-idle` and SIGKILLs it after a random delay within `window_ms`,
 /// `kills` times (runs that finish first do not count; after 200 of those there is nothing
 /// left to interrupt). Returns the kills done and the runs that finished first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_forwarding_to_a_siem_sink_loses_no_line() {
+    let sim = start_sim(2, 27, 200).await;
+    // Slow answers so kills land inside requests; lost answers so lines come twice.
+    let col = socbridge_sim::collector::start(socbridge_sim::CollectorConfig {
+        token: "kill-test-collector-token".into(),
+        seed: 27,
+        faults: socbridge_sim::CollectorFaults {
+            rate_commit_drop: 0.2,
+            rate_slow: 0.3,
+            slow_ms: 150,
+            ..socbridge_sim::CollectorFaults::default()
+        },
+        ..socbridge_sim::CollectorConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(&sim, dir.path());
+    tune_sources(&config, "page_size = 20\ncap_per_run = 70");
+    col.write_sink_config(&config, "siem", true).unwrap();
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("batch_size = 15\n");
+    std::fs::write(&config, text).unwrap();
+    let data = dir.path().join("data");
+
+    let seed: u64 = std::env::var("SOCBRIDGE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("kill schedule seed: {seed} (set SOCBRIDGE_TEST_SEED to replay)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    // The daemon: its sink task delivers beside the polls and the outbox, every tick, so the
+    // kills land between a request and the record of its answer.
+    let mut killed = 0;
+    for _ in 0..8 {
+        let mut cmd = socbridge(&data);
+        cmd.arg("--config")
+            .arg(&config)
+            .args(["serve", "--listen", "127.0.0.1:0"]);
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().expect("socbridge starts");
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..2500))).await;
+        child.start_kill().expect("SIGKILL delivered");
+        let _ = child.wait().await;
+        killed += 1;
+    }
+    let before = col.counters();
+    assert!(
+        before.lines_received > 0,
+        "the sink delivered between the kills"
+    );
+
+    // Faults off: runs until one stores nothing new and leaves nothing for the sink.
+    col.set_faults(socbridge_sim::CollectorFaults::default());
+    let mut settled = false;
+    for _ in 0..30 {
+        let mut cmd = socbridge(&data);
+        cmd.arg("--config")
+            .arg(&config)
+            .args(["--output", "json", "serve", "--until-idle"]);
+        let out = run(cmd).await;
+        let new: u64 = json(&out)
+            .as_array()
+            .map(|a| a.iter().filter_map(|r| r["new_findings"].as_u64()).sum())
+            .unwrap_or(1);
+        if out.status.success() && new == 0 {
+            settled = true;
+            break;
+        }
+    }
+    assert!(settled, "a clean final run with nothing left to deliver");
+
+    let store = socbridge_store::Store::open_sqlite(&data.join("socbridge.db"))
+        .await
+        .unwrap();
+    assert_eq!(store.sink_backlog("siem").await.unwrap(), 0);
+    let mut findings = BTreeSet::new();
+    let mut incidents = BTreeSet::new();
+    for v in store
+        .list_incidents(&socbridge_model::IncidentFilter {
+            limit: Some(100_000),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+    {
+        incidents.insert(v.id.to_string());
+        let d = store.get_incident(v.id, None).await.unwrap().unwrap();
+        findings.extend(d.findings.iter().map(|f| f.id.to_string()));
+    }
+    let lines = col.lines();
+    let got = |class: i64| -> BTreeSet<String> {
+        lines
+            .iter()
+            .filter(|l| l["class_uid"] == class)
+            .filter_map(|l| l["metadata"]["uid"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(
+        got(2004),
+        findings,
+        "every stored finding delivered, nothing else"
+    );
+    assert_eq!(
+        got(2005),
+        incidents,
+        "every incident delivered, nothing else"
+    );
+    let c = col.counters();
+    eprintln!(
+        "{killed} SIGKILLs of serve, {} lines received before the last run; {} findings, {} \
+         incidents; collector: {} lines, {} distinct, {} replays, {} commit-then-drop",
+        before.lines_received,
+        findings.len(),
+        incidents.len(),
+        c.lines_received,
+        c.distinct_events,
+        c.replays,
+        c.faults.commit_drop
+    );
+    assert!(!findings.is_empty());
+}
+
 async fn kill_serve_repeatedly(
     data: &std::path::Path,
     config: &std::path::Path,
