@@ -259,6 +259,21 @@ async fn render(state: &ApiState) -> Result<String, socbridge_store::StoreError>
         .unwrap_or(0.0);
     let _ = writeln!(out, "socbridge_outbox_oldest_age_seconds {age}");
 
+    gauge(
+        &mut out,
+        "socbridge_sink_backlog",
+        "Change batches a SIEM sink has not delivered yet.",
+        "gauge",
+    );
+    for sink in store.sinks().await? {
+        let n = store.sink_backlog(&sink.name).await?;
+        let _ = writeln!(
+            out,
+            "socbridge_sink_backlog{{sink=\"{}\"}} {n}",
+            escape(&sink.name)
+        );
+    }
+
     write_engine_counters(&state.engine.metrics().snapshot(), &mut out);
     state.http.write(&mut out);
     Ok(out)
