@@ -8,6 +8,7 @@ pub mod secure_endpoint;
 pub mod servicenow;
 pub mod symantec_mss;
 pub mod umbrella;
+pub mod xdr;
 
 pub use error::ConnectorError;
 pub use http::{HttpOptions, HttpStack, Retry};

@@ -617,6 +617,9 @@ impl Store {
                 }
             }
             crate::sinks::enqueue_incident(conn, cur.tenant_id, id, now).await?;
+            if status != cur.status {
+                crate::xdr::on_status_change(conn, cur.tenant_id, id, now).await?;
+            }
             if status.is_open() != cur.status.is_open() {
                 crate::containment::on_status_change(
                     conn,

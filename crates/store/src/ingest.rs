@@ -218,6 +218,7 @@ impl Store {
             now,
         )
         .await?;
+        crate::xdr::on_ingest(conn, source.tenant_id, &created, now).await?;
         if !candidates.is_empty() {
             let source_name: String = sqlx::query_scalar("SELECT name FROM sources WHERE id = $1")
                 .bind(source_id)

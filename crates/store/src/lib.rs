@@ -28,6 +28,7 @@ mod sources;
 mod tenants;
 mod tickets;
 mod tokens;
+mod xdr;
 
 pub use containment::{ActionChange, ActionRecord, ManualAction};
 pub use credentials::CredentialRecord;
@@ -41,6 +42,7 @@ pub use tickets::{
     TARGET_SERVICENOW, TARGET_VENDOR, TicketLink, TicketRecord, TicketingRecord, correlation_id,
 };
 pub use tokens::{NewToken, TokenRecord, TokenRole, UnknownRole, token_hash};
+pub use xdr::{TARGET_XDR, XdrIncidentRecord, XdrSinkRecord, external_id as xdr_external_id};
 
 use error::ResultExt as _;
 use sqlx::any::AnyPoolOptions;

@@ -75,6 +75,10 @@ pub enum OutboxKind {
     Contain,
     /// Revert a containment action.
     Release,
+    /// Create the incident's XDR incident (after looking it up by external id; target `xdr`).
+    XdrCreate,
+    /// Bring the XDR incident's status and references in line with the incident.
+    XdrSync,
 }
 
 impl OutboxKind {
@@ -88,6 +92,8 @@ impl OutboxKind {
             OutboxKind::Writeback => "writeback",
             OutboxKind::Contain => "contain",
             OutboxKind::Release => "release",
+            OutboxKind::XdrCreate => "xdr_create",
+            OutboxKind::XdrSync => "xdr_sync",
         }
     }
 
@@ -96,6 +102,7 @@ impl OutboxKind {
         match self {
             OutboxKind::Writeback => TARGET_VENDOR,
             OutboxKind::Contain | OutboxKind::Release => TARGET_CONTAINMENT,
+            OutboxKind::XdrCreate | OutboxKind::XdrSync => crate::xdr::TARGET_XDR,
             _ => TARGET_SERVICENOW,
         }
     }
@@ -110,6 +117,8 @@ impl OutboxKind {
             "writeback" => OutboxKind::Writeback,
             "contain" => OutboxKind::Contain,
             "release" => OutboxKind::Release,
+            "xdr_create" => OutboxKind::XdrCreate,
+            "xdr_sync" => OutboxKind::XdrSync,
             _ => return None,
         })
     }
@@ -730,6 +739,12 @@ impl Store {
         let mut w = self.begin_write("recording a ticket").await?;
         let conn = w.conn();
         let now = Timestamp::now();
+        let url_before: Option<Option<String>> =
+            sqlx::query_scalar("SELECT url FROM tickets WHERE incident_id = $1")
+                .bind(incident_id)
+                .fetch_optional(&mut *conn)
+                .await
+                .op("reading a ticket")?;
         sqlx::query(
             "UPDATE tickets
                 SET sys_id = $2, number = $3, state = $4, url = $5,
@@ -761,6 +776,9 @@ impl Store {
             if let Some(tenant_id) = tenant_id {
                 crate::sinks::enqueue_incident(conn, tenant_id, incident_id, now).await?;
             }
+        }
+        if url_before.is_some_and(|before| before.as_deref() != Some(link.url.as_str())) {
+            crate::xdr::on_ticket_linked(conn, incident_id, now).await?;
         }
         w.commit("recording a ticket").await
     }
