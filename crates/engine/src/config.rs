@@ -126,8 +126,39 @@ struct FileTenant {
     ticket: Option<crate::ticketing::TicketFields>,
     /// The tenant's containment policy (`{ action = "isolate" | "move-to-group", ... }`).
     containment: Option<ContainmentPolicy>,
+    /// The tenant's Cisco XDR incident sink (`[tenants.xdr]`); absent: off.
+    xdr: Option<FileXdr>,
     #[serde(default)]
     sources: Vec<FileSource>,
+}
+
+/// `[tenants.xdr]`: where the tenant's Cisco XDR is, the API client socbridge uses there
+/// (its secret by environment variable name), and how statuses map.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileXdr {
+    client_id: String,
+    client_secret_env: String,
+    /// `us` (default), `eu` or `apjc`: the region's token and CTIA URLs.
+    region: Option<String>,
+    /// Overrides the region's token URL (`.../iroh/oauth2/token`).
+    token_url: Option<String>,
+    /// Overrides the region's CTIA base URL (routes under `/ctia/`).
+    ctia_url: Option<String>,
+    /// `false` keeps the section but turns the sink off.
+    enabled: Option<bool>,
+    /// socbridge status → XDR status, for the statuses given.
+    statuses: Option<FileXdrStatuses>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileXdrStatuses {
+    new: Option<String>,
+    in_progress: Option<String>,
+    on_hold: Option<String>,
+    resolved: Option<String>,
+    closed: Option<String>,
 }
 
 /// Every key a source may have; which ones a kind needs is checked after parsing so the error
@@ -208,6 +239,16 @@ pub struct TenantSpec {
     pub sources: Vec<SourceSpec>,
     /// Set when the file gives one; a tenant without it keeps what the CLI set.
     pub containment: Option<ContainmentPolicy>,
+    /// The Cisco XDR sink; `None` (no section, or `enabled = false`) turns it off.
+    pub xdr: Option<XdrSpec>,
+}
+
+/// A tenant's Cisco XDR sink from `[tenants.xdr]`, its secret resolved.
+#[derive(Debug)]
+pub struct XdrSpec {
+    pub settings: crate::xdr::XdrSettings,
+    /// `client_secret`.
+    pub secrets: SecretFields,
 }
 
 #[derive(Debug)]
@@ -413,11 +454,16 @@ impl Config {
                     message: format!("tenant `{}`: containment: {e}", t.name),
                 })?;
             }
+            let xdr = match t.xdr {
+                Some(x) if x.enabled != Some(false) => Some(xdr_spec(x, &t.name, &lookup, path)?),
+                _ => None,
+            };
             tenants.push(TenantSpec {
                 name: t.name,
                 display_name: t.display_name,
                 sources,
                 containment: t.containment,
+                xdr,
             });
         }
         let mut credentials = Vec::new();
@@ -650,6 +696,68 @@ fn sink_spec(
     })
 }
 
+fn xdr_spec(
+    x: FileXdr,
+    tenant: &TenantName,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    path: &Path,
+) -> Result<XdrSpec, ConfigError> {
+    let err = |message: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        message: format!("tenant `{tenant}`: [tenants.xdr]: {message}"),
+    };
+    if x.client_id.trim().is_empty() {
+        return Err(err("`client_id` must not be empty".into()));
+    }
+    let region = x.region.as_deref().unwrap_or("us");
+    let (token_url, ctia_url) = socbridge_connectors::xdr::region_urls(region).ok_or_else(|| {
+        err(format!(
+            "`region` `{region}` is not one of us, eu, apjc (or give `token_url` and `ctia_url`)"
+        ))
+    })?;
+    let token_url = x.token_url.unwrap_or_else(|| token_url.to_string());
+    let ctia_url = x.ctia_url.unwrap_or_else(|| ctia_url.to_string());
+    for (key, value) in [("token_url", &token_url), ("ctia_url", &ctia_url)] {
+        let url = url::Url::parse(value)
+            .map_err(|e| err(format!("`{key}` `{value}` is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(err(format!("`{key}` `{value}` must be http or https")));
+        }
+    }
+    let mut statuses = socbridge_connectors::xdr::StatusMap::default();
+    if let Some(s) = x.statuses {
+        for (value, slot) in [
+            (s.new, &mut statuses.new),
+            (s.in_progress, &mut statuses.in_progress),
+            (s.on_hold, &mut statuses.on_hold),
+            (s.resolved, &mut statuses.resolved),
+            (s.closed, &mut statuses.closed),
+        ] {
+            if let Some(v) = value {
+                *slot = v;
+            }
+        }
+    }
+    statuses
+        .validate()
+        .map_err(|e| err(format!("`statuses`: {e}")))?;
+    let var = &x.client_secret_env;
+    let secret = lookup(var).ok_or_else(|| {
+        err(format!(
+            "environment variable `{var}` (client_secret_env) is not set"
+        ))
+    })?;
+    Ok(XdrSpec {
+        settings: crate::xdr::XdrSettings {
+            client_id: x.client_id.trim().to_string(),
+            token_url,
+            ctia_url,
+            statuses,
+        },
+        secrets: SecretFields::new().with("client_secret", SecretString::from(secret)),
+    })
+}
+
 fn read_env_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
     let iter = dotenvy::from_path_iter(path).map_err(|e| ConfigError::EnvFile {
         path: path.to_path_buf(),
@@ -789,6 +897,52 @@ api_key_env = "SOCBRIDGE_TEST_SURELY_UNSET_VAR"
             .unwrap_err()
             .to_string();
         assert!(m.contains("listed twice"), "{m}");
+    }
+
+    #[test]
+    fn xdr_sinks_are_read_and_their_mistakes_named() {
+        // The secret is read from a variable every environment has; its value does not matter.
+        let text = |extra: &str| {
+            format!(
+                "[[tenants]]\nname = \"acme\"\n[tenants.xdr]\nclient_id = \"client-01\"\nclient_secret_env = \"PATH\"\n{extra}"
+            )
+        };
+        let cfg = parse(&text(
+            "region = \"eu\"\n[tenants.xdr.statuses]\nresolved = \"Incident Reported\"\n",
+        ))
+        .unwrap();
+        let x = cfg.tenants[0].xdr.as_ref().expect("the sink is on");
+        assert_eq!(
+            x.settings.token_url,
+            "https://visibility.eu.amp.cisco.com/iroh/oauth2/token"
+        );
+        assert_eq!(
+            x.settings.ctia_url,
+            "https://private.intel.eu.amp.cisco.com"
+        );
+        assert_eq!(x.settings.statuses.resolved, "Incident Reported");
+        assert_eq!(x.settings.statuses.closed, "Closed");
+        assert!(!format!("{x:?}").contains("/usr"), "no secret in Debug");
+        let off = parse(&text("enabled = false\n")).unwrap();
+        assert!(off.tenants[0].xdr.is_none());
+        for (extra, named) in [
+            ("region = \"mars\"\n", "mars"),
+            ("ctia_url = \"ftp://x\"\n", "ctia_url"),
+            ("[tenants.xdr.statuses]\nclosed = \"Done\"\n", "Done"),
+            ("colour = \"red\"\n", "colour"),
+        ] {
+            let msg = parse(&text(extra)).unwrap_err().to_string();
+            assert!(msg.contains(named), "{extra}: {msg}");
+        }
+        let msg = parse(
+            "[[tenants]]\nname = \"acme\"\n[tenants.xdr]\nclient_id = \"c\"\nclient_secret_env = \"SOCBRIDGE_TEST_SURELY_UNSET_XDR\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.contains("SOCBRIDGE_TEST_SURELY_UNSET_XDR") && msg.contains("acme"),
+            "{msg}"
+        );
     }
 
     #[test]

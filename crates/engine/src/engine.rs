@@ -145,6 +145,8 @@ pub(crate) struct Inner {
         std::sync::OnceLock<Result<socbridge_connectors::umbrella::UmbrellaHttp, String>>,
     /// Counters since the process started, for `/metrics`.
     pub(crate) metrics: crate::metrics::EngineMetrics,
+    /// Cisco XDR tokens, one per (token URL, API client), shared by every item of a tenant.
+    pub(crate) xdr_tokens: socbridge_connectors::TokenCache,
 }
 
 impl Engine {
@@ -162,6 +164,7 @@ impl Engine {
                 umbrella_tokens: socbridge_connectors::umbrella::TokenCache::new(),
                 umbrella_http: std::sync::OnceLock::new(),
                 metrics: crate::metrics::EngineMetrics::default(),
+                xdr_tokens: socbridge_connectors::TokenCache::new(),
             }),
         }
     }
@@ -195,6 +198,7 @@ impl Engine {
                     .set_containment_policy(t.name.as_str(), Some(policy))
                     .await?;
             }
+            self.save_xdr_sink(t.name.as_str(), t.xdr.as_ref()).await?;
             for s in &t.sources {
                 self.save_source(t.name.as_str(), &s.name, &s.settings, Some(&s.secrets))
                     .await?;
@@ -219,6 +223,31 @@ impl Engine {
         }
         report.sinks = self.apply_sinks(&cfg.sinks).await?;
         Ok(report)
+    }
+
+    /// Turns a tenant's Cisco XDR sink on (its secret sealed) or, with `None`, off.
+    pub async fn save_xdr_sink(
+        &self,
+        tenant: &str,
+        xdr: Option<&crate::config::XdrSpec>,
+    ) -> Result<(), EngineError> {
+        let store = &self.inner.store;
+        let known = match xdr {
+            Some(x) => {
+                let sealed = self
+                    .inner
+                    .key
+                    .seal_fields(&x.secrets, &socbridge_secrets::aad_for_xdr_sink(tenant));
+                store
+                    .set_xdr_sink(tenant, Some((&x.settings.to_json(), Some(&sealed))))
+                    .await?
+            }
+            None => store.set_xdr_sink(tenant, None).await?,
+        };
+        if !known {
+            return Err(EngineError::UnknownTenant(tenant.to_string()));
+        }
+        Ok(())
     }
 
     /// Creates or updates one source. `secrets: None` keeps the stored ones.

@@ -13,8 +13,11 @@ pub mod symantec;
 pub mod ticketing;
 pub mod umbrella;
 mod writeback;
+pub mod xdr;
 
-pub use config::{Config, ConfigError, CredentialSpec, ServiceNowSpec, SourceSpec, TenantSpec};
+pub use config::{
+    Config, ConfigError, CredentialSpec, ServiceNowSpec, SourceSpec, TenantSpec, XdrSpec,
+};
 pub use engine::{ApplyReport, Engine, EngineError, EngineOptions};
 pub use metrics::{EngineMetrics, MetricsSnapshot, OutboxResult, PollCounters, SinkCounters};
 pub use poll::PollReport;
@@ -24,3 +27,4 @@ pub use settings::{
 };
 pub use sinks::{SinkReport, SinkSettings, SinkSpec};
 pub use ticketing::{OutboxReport, SyncReport, TicketFields, TicketingSettings, WebhookError};
+pub use xdr::XdrSettings;

@@ -433,6 +433,9 @@ impl Engine {
         if matches!(item.kind, OutboxKind::Contain | OutboxKind::Release) {
             return self.containment_item(item).await;
         }
+        if matches!(item.kind, OutboxKind::XdrCreate | OutboxKind::XdrSync) {
+            return self.xdr_item(item).await;
+        }
         let link = link.ok_or_else(|| {
             WorkError::Permanent("ticketing is not configured (no [servicenow] section)".into())
         })?;

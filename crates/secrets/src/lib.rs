@@ -194,6 +194,11 @@ pub fn aad_for_source(tenant: &str, source: &str) -> Vec<u8> {
     format!("socbridge/source/v1/{tenant}/{source}").into_bytes()
 }
 
+/// The associated data that binds a sealed blob to a tenant's Cisco XDR incident sink.
+pub fn aad_for_xdr_sink(tenant: &str) -> Vec<u8> {
+    format!("socbridge/xdr/v1/{tenant}").into_bytes()
+}
+
 /// The associated data that binds a sealed blob to a shared credential.
 pub fn aad_for_credential(name: &str) -> Vec<u8> {
     format!("socbridge/credential/v1/{name}").into_bytes()
