@@ -739,7 +739,7 @@ mod tests {
         assert_eq!(v["severity"], "High");
         assert_eq!(v["status"], "New");
         assert_eq!(v["title"], "[acme] Threat Detected on WIN-ACME-07");
-        assert_eq!(v["incident_time"]["opened"], "2026-11-30T09:58:00Z");
+        assert_eq!(v["incident_time"]["opened"], "2026-11-30T09:58:00.000000Z");
         assert!(v["incident_time"].get("closed").is_none());
         assert_eq!(v["external_ids"][0], "socbridge:ab:acme:incident:42");
         assert_eq!(v["external_references"][0]["source_name"], "ServiceNow");

@@ -267,7 +267,7 @@ mod tests {
         assert_eq!(p.status.as_deref(), Some("Closed"));
         let time = p.incident_time.expect("closing sets the closed time");
         assert_eq!(time.opened.as_deref(), Some("2026-11-30T09:58:00Z"));
-        assert_eq!(time.closed.as_deref(), Some("2026-11-30T12:00:00Z"));
+        assert_eq!(time.closed.as_deref(), Some("2026-11-30T12:00:00.000000Z"));
         assert!(p.external_references.is_none());
         let p = xdr_patch(&remote("Open", &[]), "Open", t, now);
         assert!(p.status.is_none());

@@ -10,6 +10,9 @@
 //!
 //! The Umbrella emulator's part is under `/_sim/umbrella/`: `faults`, `rate_limit`,
 //! `records` (`POST` adds, `GET ?org=` dumps), `revoke` and `tokens/expire`.
+//!
+//! The Cisco XDR emulator's part is under `/_sim/xdr/`: `faults`, `incidents` (`GET
+//! [?tenant=]` dumps) and `tokens/expire`.
 
 use crate::state::{self, Shared};
 use crate::{AddEvents, Faults};
@@ -66,6 +69,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/umbrella/records", get(um_records).post(um_add_records))
         .route("/umbrella/revoke", post(um_revoke))
         .route("/umbrella/tokens/expire", post(um_expire_tokens))
+        .route("/xdr/faults", get(xdr_get_faults).post(xdr_set_faults))
+        .route("/xdr/incidents", get(xdr_incidents))
+        .route("/xdr/tokens/expire", post(xdr_expire_tokens))
         .fallback(unknown)
         .with_state(shared)
 }
@@ -556,5 +562,47 @@ async fn um_revoke(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
 async fn um_expire_tokens(State(sim): State<Arc<Shared>>) -> Response {
     let umb = or_answer!(umbrella(&sim));
     let n = umb.lock().expire_tokens();
+    json(StatusCode::OK, &serde_json::json!({ "expired": n }))
+}
+
+/// The XDR emulator, or the 404 that says it is disabled.
+fn xdr(sim: &Shared) -> Result<&Arc<crate::xdr::Xdr>, Box<Response>> {
+    sim.xdr
+        .as_ref()
+        .ok_or_else(|| Box::new(error(StatusCode::NOT_FOUND, "the XDR emulator is disabled")))
+}
+
+async fn xdr_get_faults(State(sim): State<Arc<Shared>>) -> Response {
+    let x = or_answer!(xdr(&sim));
+    let f = x.lock().faults.clone();
+    json(StatusCode::OK, &f)
+}
+
+/// `POST /_sim/xdr/faults`: replaces the rates (members left out are 0).
+async fn xdr_set_faults(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
+    let x = or_answer!(xdr(&sim));
+    let f: crate::XdrFaults = or_answer!(parse(&body));
+    if !state::faults_valid(&f) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "every rate_* must be a probability between 0 and 1",
+        );
+    }
+    x.lock().faults = f.clone();
+    json(StatusCode::OK, &f)
+}
+
+/// `GET /_sim/xdr/incidents[?tenant=NAME]`: the incidents as stored, oldest first.
+async fn xdr_incidents(State(sim): State<Arc<Shared>>, RawQuery(query): RawQuery) -> Response {
+    let x = or_answer!(xdr(&sim));
+    let pairs = crate::wire::query_pairs(query.as_deref());
+    let v = x.lock().dump(crate::wire::last_value(&pairs, "tenant"));
+    json(StatusCode::OK, &v)
+}
+
+/// `POST /_sim/xdr/tokens/expire`: every access token stops working.
+async fn xdr_expire_tokens(State(sim): State<Arc<Shared>>) -> Response {
+    let x = or_answer!(xdr(&sim));
+    let n = x.lock().expire_tokens();
     json(StatusCode::OK, &serde_json::json!({ "expired": n }))
 }

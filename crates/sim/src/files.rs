@@ -277,6 +277,7 @@ mod tests {
             servicenow: None,
             symantec_mss: None,
             umbrella: None,
+            xdr: None,
         };
         let (toml, env) = render_config(&ep, &crate::ConfigOptions::default());
         assert!(
@@ -314,6 +315,7 @@ mod tests {
                 ca_pem: "-----BEGIN CERTIFICATE-----\n".into(),
             }),
             umbrella: None,
+            xdr: None,
         }
     }
 

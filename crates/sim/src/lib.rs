@@ -36,6 +36,7 @@ mod symantec;
 mod umbrella;
 mod wire;
 mod world;
+mod xdr;
 
 pub use catalog::HIGH_PRIORITY_EVENT_TYPES;
 pub use collector::{
@@ -54,6 +55,8 @@ pub use symantec::{
     SymantecAnalystChange, SymantecConfig, SymantecCounters, SymantecCreds, SymantecEndpoints,
     SymantecError, SymantecFaultCounters, SymantecFaults, SymantecTenantCounters, WorkflowCounters,
 };
+
+pub use xdr::{XdrClientCreds, XdrConfig, XdrCounters, XdrEndpoints, XdrFaultCounters, XdrFaults};
 
 pub use umbrella::{
     AddUmbrellaRecords, RegionalCounters, UmbrellaConfig, UmbrellaCounters, UmbrellaCreds,
@@ -77,7 +80,7 @@ pub struct SimConfig {
     /// Where to listen. Port 0 picks any free port; with a fixed port P, Secure Endpoint
     /// listens on P (emulators added later take P+1, P+2...). The control API shares P.
     /// ServiceNow listens on P+1 (any free port when P is 0), same address; Symantec on P+2;
-    /// Umbrella on P+3 and its regional warehouse host on P+4.
+    /// Umbrella on P+3 and its regional warehouse host on P+4; Cisco XDR on P+6.
     pub listen: SocketAddr,
     /// Number of tenants (at least 1): `acme`, `globex`, ... then `tenant-11`...
     pub tenants: usize,
@@ -102,6 +105,9 @@ pub struct SimConfig {
     /// Secure Endpoint Event Streams on an AMQP broker (on by default; a POST answers 503
     /// while the broker cannot be reached).
     pub event_streams: EventStreamsConfig,
+    /// Cisco XDR (IROH tokens and CTIA incidents; on by default): P+6 with a fixed P, any
+    /// free port with 0.
+    pub xdr: XdrConfig,
 }
 
 impl Default for SimConfig {
@@ -118,6 +124,7 @@ impl Default for SimConfig {
             symantec: SymantecConfig::default(),
             umbrella: UmbrellaConfig::default(),
             event_streams: EventStreamsConfig::default(),
+            xdr: XdrConfig::default(),
         }
     }
 }
@@ -159,6 +166,10 @@ pub struct Endpoints {
     /// disabled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub umbrella: Option<UmbrellaEndpoints>,
+    /// Cisco XDR: its token and CTIA URLs and each tenant's API client (absent when
+    /// disabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xdr: Option<XdrEndpoints>,
 }
 
 /// One tenant's credentials per vendor; a vendor the tenant lacks is absent from the JSON.
@@ -235,6 +246,9 @@ pub struct Counters {
     /// All zero when the Umbrella emulator is disabled.
     #[serde(default)]
     pub umbrella: UmbrellaCounters,
+    /// All zero when the XDR emulator is disabled.
+    #[serde(default)]
+    pub xdr: XdrCounters,
 }
 
 /// Counters of the Secure Endpoint emulator.
@@ -554,6 +568,39 @@ impl SimHandle {
         self.umbrella().map_or(0, |u| u.lock().expire_tokens())
     }
 
+    /// Replaces the XDR fault rates (clamped into 0..=1, NaN is 0), like
+    /// `POST /_sim/xdr/faults`. No effect when the emulator is disabled.
+    pub fn set_xdr_faults(&self, f: XdrFaults) {
+        if let Some(x) = &self.shared.xdr {
+            x.lock().faults = state::sanitise(f);
+        }
+    }
+
+    /// Makes every XDR access token invalid, as if they had all expired; returns how many
+    /// there were.
+    pub fn expire_xdr_tokens(&self) -> usize {
+        self.shared
+            .xdr
+            .as_ref()
+            .map_or(0, |x| x.lock().expire_tokens())
+    }
+
+    /// Sets the lifetime of XDR tokens issued from now on.
+    pub fn set_xdr_token_ttl(&self, ttl: Duration) {
+        if let Some(x) = &self.shared.xdr {
+            x.lock().token_ttl = ttl;
+        }
+    }
+
+    /// Every XDR incident as stored (oldest first), of one tenant or all, each with its
+    /// tenant in `_tenant`: the data of `GET /_sim/xdr/incidents[?tenant=NAME]`.
+    pub fn xdr_incidents(&self, tenant: Option<&str>) -> Vec<serde_json::Value> {
+        self.shared
+            .xdr
+            .as_ref()
+            .map_or_else(Vec::new, |x| x.lock().dump(tenant))
+    }
+
     /// When the ServiceNow instance committed the first ticket of each `correlation_id`
     /// (empty when ServiceNow is disabled): the far end of signal-to-ticket latency.
     pub fn servicenow_ticket_times(&self) -> BTreeMap<String, SystemTime> {
@@ -745,6 +792,19 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         None
     };
 
+    // Cisco XDR: its own port, P+6 with a fixed P, any free one with P = 0.
+    let xdr_bound = if cfg.xdr.enabled {
+        let addr = port_after(cfg.listen, 6, |p| {
+            format!("listen port {p} leaves no port for XDR (P+6)")
+        })?;
+        let (listener, local) = xdr::bind(addr)
+            .await
+            .map_err(|source| SimError::Bind { addr, source })?;
+        Some((listener, url("http", ip, local.port())))
+    } else {
+        None
+    };
+
     let (broker, publications) = if cfg.event_streams.enabled {
         let (b, rx) = event_streams::Broker::new(&cfg.event_streams).map_err(SimError::Config)?;
         (Some(b), Some(rx))
@@ -800,6 +860,16 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
             shutdown.clone(),
         ))
     });
+    let xdr_emulator = xdr_bound.as_ref().map(|(_, url)| {
+        let names: Vec<String> = state.tenants.iter().map(|t| t.world.name.clone()).collect();
+        Arc::new(xdr::Xdr::new(
+            &cfg.xdr,
+            cfg.seed,
+            &names,
+            url.clone(),
+            shutdown.clone(),
+        ))
+    });
     let endpoints = Endpoints {
         secure_endpoint: base_url.clone(),
         control: format!("{base_url}/_sim"),
@@ -820,6 +890,7 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         servicenow: sn.as_ref().map(|sn| sn.endpoints.clone()),
         symantec_mss: sym.as_ref().map(|s| s.endpoints.clone()),
         umbrella: umb.as_ref().map(|u| u.endpoints.clone()),
+        xdr: xdr_emulator.as_ref().map(|x| x.endpoints.clone()),
     };
     let shared = Arc::new(Shared {
         base_url,
@@ -831,6 +902,7 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         symantec: sym.clone(),
         umbrella: umb.clone(),
         broker,
+        xdr: xdr_emulator.clone(),
     });
 
     let app = axum::Router::new()
@@ -882,6 +954,10 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
             )));
         }
         tracing::info!(url = %umb.base_url, regional = %umb.regional_url, "sim: Umbrella Reporting emulator listening");
+    }
+    if let (Some(x), Some((listener, _))) = (xdr_emulator, xdr_bound) {
+        tasks.push(tokio::spawn(xdr::serve(x.clone(), listener)));
+        tracing::info!(url = %x.base_url, "sim: Cisco XDR emulator listening");
     }
     if cfg.rate_per_minute > 0.0 {
         tasks.push(tokio::spawn(arrivals(shared.clone(), cfg.rate_per_minute)));

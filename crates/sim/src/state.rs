@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     pub umbrella: Option<Arc<crate::umbrella::Umb>>,
     /// The AMQP broker of the Event Streams, when enabled.
     pub broker: Option<crate::event_streams::Broker>,
+    /// The Cisco XDR emulator (its own lock), when enabled.
+    pub xdr: Option<Arc<crate::xdr::Xdr>>,
 }
 
 impl Shared {
@@ -70,6 +72,9 @@ impl Shared {
         }
         if let Some(umb) = &self.umbrella {
             c.umbrella = umb.counters();
+        }
+        if let Some(x) = &self.xdr {
+            c.xdr = x.counters();
         }
         c
     }
@@ -719,6 +724,7 @@ impl State {
             servicenow: Default::default(),
             symantec_mss: Default::default(),
             umbrella: Default::default(),
+            xdr: Default::default(),
             secure_endpoint: SecureEndpointCounters {
                 requests: RequestCounters {
                     total: self.requests_total,
