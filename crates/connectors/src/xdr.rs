@@ -10,9 +10,9 @@
 //! - **Incidents**: `GET /ctia/incident/external_id/{external_id}` (a list), `POST
 //!   /ctia/incident` (201 with the stored incident), `GET` and `PATCH /ctia/incident/{id}`,
 //!   where `{id}` is the last segment of the incident's `id` URL.
-//! - A create is sent with [`Retry::NotAfterSending`]: after an ambiguous failure the caller
-//!   looks the external id up instead of creating again. A PATCH of a status is idempotent
-//!   and retried like a read.
+//! - Writes are sent with [`Retry::NotAfterSending`]: after an ambiguous failure the caller
+//!   looks the external id up instead of creating again, and reads the incident before it
+//!   patches again, so a create or a status change lands once.
 //!
 //! Errors carry CTIA's own words (its schema errors name the offending key) and never the
 //! request, the token or the client secret.
@@ -635,7 +635,8 @@ impl XdrClient {
     }
 
     /// `PATCH /ctia/incident/{id}` with only what changes; `None` when XDR has no such
-    /// incident. Writing the same values twice leaves the same incident, so it is retried.
+    /// incident. Not repeated after it may have been sent: the caller reads the incident
+    /// again and patches only what is still different, so a change lands once.
     pub async fn patch(
         &self,
         id: &str,
@@ -651,7 +652,7 @@ impl XdrClient {
                 url.clone(),
                 Some(&body),
                 "updated incident",
-                Retry::Always,
+                Retry::NotAfterSending,
                 token,
             )
         })
