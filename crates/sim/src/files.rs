@@ -145,6 +145,33 @@ fn umbrella_source(creds: &crate::UmbrellaCreds, active: bool) -> String {
     format!("\n{}", block(&lines, active))
 }
 
+/// The env variable holding a tenant's Cisco XDR client secret: `ACME_XDR_CLIENT_SECRET`.
+pub(crate) fn xdr_secret_env(tenant: &str) -> String {
+    format!(
+        "{}_XDR_CLIENT_SECRET",
+        tenant.to_uppercase().replace('-', "_")
+    )
+}
+
+/// A tenant's `[tenants.xdr]` section, written commented out: the XDR incident sink is
+/// optional, so a config turns it on by uncommenting it.
+fn xdr_sink(x: &crate::XdrEndpoints, c: &crate::XdrClientCreds) -> String {
+    let lines = [
+        "[tenants.xdr]".to_string(),
+        format!("client_id = {}", toml_str(&c.client_id)),
+        format!(
+            "client_secret_env = {}",
+            toml_str(&xdr_secret_env(&c.tenant))
+        ),
+        format!("token_url = {}", toml_str(&x.token_url)),
+        format!("ctia_url = {}", toml_str(&x.ctia_url)),
+    ];
+    format!(
+        "\n# Cisco XDR incident sink (optional; secret in the env file).\n{}",
+        block(&lines, false)
+    )
+}
+
 /// Env variables of the ServiceNow integration user's secrets (one instance for all tenants,
 /// so no tenant prefix).
 pub(crate) const SERVICENOW_PASSWORD_ENV: &str = "SERVICENOW_PASSWORD";
@@ -218,6 +245,16 @@ pub(crate) fn render_config(ep: &Endpoints, opts: &crate::ConfigOptions) -> (Str
         }
         if let (Some(_), Some(creds)) = (&ep.umbrella, &t.umbrella) {
             toml.push_str(&umbrella_source(creds, opts.umbrella_sources));
+        }
+        if let Some(x) = &ep.xdr
+            && let Some(c) = x.clients.iter().find(|c| c.tenant == t.name)
+        {
+            toml.push_str(&xdr_sink(x, c));
+            env.push_str(&format!(
+                "{}={}\n",
+                xdr_secret_env(&t.name),
+                c.client_secret
+            ));
         }
     }
     if let Some(sn) = &ep.servicenow {

@@ -593,8 +593,8 @@ fn validate(body: &Map<String, Value>, create: bool) -> Result<(), (String, Stri
     Ok(())
 }
 
-/// The organisation of a bearer token, or the 401 that refuses it.
-fn organisation(st: &mut XdrState, headers: &HeaderMap) -> Result<usize, Response> {
+/// The organisation of a bearer token, or why it is refused (the 401's description).
+fn organisation(st: &mut XdrState, headers: &HeaderMap) -> Result<usize, &'static str> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -602,13 +602,13 @@ fn organisation(st: &mut XdrState, headers: &HeaderMap) -> Result<usize, Respons
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim().to_string());
     let Some(token) = token else {
-        return Err(unauthorized("Authorization header missing"));
+        return Err("Authorization header missing");
     };
     match st.tokens.get(&token) {
-        None => Err(unauthorized("Invalid token")),
+        None => Err("Invalid token"),
         Some(t) if Instant::now() >= t.expires => {
             st.tokens.remove(&token);
-            Err(unauthorized("Token expired"))
+            Err("Token expired")
         }
         Some(t) => Ok(t.org),
     }
@@ -725,23 +725,21 @@ fn ctia(
     route: Route,
     body: &[u8],
 ) -> (Response, bool) {
-    let parse_body = |body: &[u8]| -> Result<Map<String, Value>, Response> {
-        match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(m)) => Ok(m),
-            _ => Err(answer(
-                StatusCode::BAD_REQUEST,
-                &json!({"errors": {"body": "(not (map? a-map))"}, "message": "Malformed JSON body"}),
-            )),
-        }
+    let parse_body = |body: &[u8]| match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Some(m),
+        _ => None,
+    };
+    let malformed = || {
+        answer(
+            StatusCode::BAD_REQUEST,
+            &json!({"errors": {"body": "(not (map? a-map))"}, "message": "Malformed JSON body"}),
+        )
     };
     match (route, method.clone()) {
         (Route::Create, Method::POST) => {
-            let mut doc = match parse_body(body) {
-                Ok(d) => d,
-                Err(r) => {
-                    st.counters.creates_refused += 1;
-                    return (r, false);
-                }
+            let Some(mut doc) = parse_body(body) else {
+                st.counters.creates_refused += 1;
+                return (malformed(), false);
             };
             if let Err((key, problem)) = validate(&doc, true) {
                 st.counters.creates_refused += 1;
@@ -833,12 +831,9 @@ fn ctia(
                     false,
                 );
             }
-            let change = match parse_body(body) {
-                Ok(c) => c,
-                Err(r) => {
-                    st.counters.patches_refused += 1;
-                    return (r, false);
-                }
+            let Some(change) = parse_body(body) else {
+                st.counters.patches_refused += 1;
+                return (malformed(), false);
             };
             if let Err((key, problem)) = validate(&change, false) {
                 st.counters.patches_refused += 1;
@@ -904,10 +899,10 @@ async fn handle(
         let mut st = xdr.lock();
         let org = match organisation(&mut st, &parts.headers) {
             Ok(o) => o,
-            Err(r) => {
+            Err(why) => {
                 st.count(401);
                 st.counters.unauthorized += 1;
-                return r;
+                return unauthorized(why);
             }
         };
         let rates = st.faults.clone();

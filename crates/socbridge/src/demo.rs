@@ -77,6 +77,12 @@ pub async fn sim(args: &SimArgs) -> anyhow::Result<ExitCode> {
     if args.write_config.is_none() {
         eprintln!("  bearer token: {}", collector.token());
     }
+    if let Some(x) = &ep.xdr {
+        eprintln!(
+            "Cisco XDR emulator:       {} (tokens at {})",
+            x.ctia_url, x.token_url
+        );
+    }
     eprintln!(
         "tenants: {}",
         ep.tenants
