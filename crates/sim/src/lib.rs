@@ -5,7 +5,8 @@
 //! Security Services SWS SOAP service (`incidents.asmx`) behind client-certificate TLS, with
 //! each tenant's identity exported as PKCS#12: see [`SymantecConfig`]; and the Cisco Umbrella
 //! Reporting API v2 (tokens, MSSP parent and child-org keys, activity reports, a regional
-//! warehouse host): see [`UmbrellaConfig`].
+//! warehouse host): see [`UmbrellaConfig`]; and Cisco XDR (IROH tokens and the CTIA incident
+//! API, one organisation per tenant): see [`XdrConfig`].
 //!
 //! Why it exists: no machine here reaches a real vendor, and socbridge's promises (nothing
 //! lost, nothing twice) can only be proven against a service that behaves like the real one,
