@@ -324,6 +324,14 @@ async fn an_expired_token_is_refreshed() {
         1,
         "one token for the tenant"
     );
+    let tenant = incidents[0].tenant.clone();
+    assert_eq!(rig.engine.check_xdr(&tenant).await.unwrap(), Some(Ok(())));
+    assert_eq!(rig.engine.check_xdr("nobody").await.unwrap(), None);
+    assert_eq!(
+        rig.sim.counters().xdr.tokens_issued,
+        1,
+        "the check used the cached token"
+    );
 
     let set = |i: &IncidentView, status| {
         let store = rig.store.clone();

@@ -63,6 +63,21 @@ async fn dispatch(cli: &Cli, store: socbridge_store::Store) -> anyhow::Result<Ex
             if let Some(r) = engine.check_ticketing().await? {
                 rows.push(("*".into(), "servicenow".into(), "ticketing".into(), r));
             }
+            let tenants: Vec<String> = match args.tenant.as_deref() {
+                Some(t) => vec![t.to_string()],
+                None => engine
+                    .store()
+                    .list_tenants()
+                    .await?
+                    .into_iter()
+                    .map(|t| t.name)
+                    .collect(),
+            };
+            for t in tenants {
+                if let Some(r) = engine.check_xdr(&t).await? {
+                    rows.push((t, "xdr".into(), "xdr_sink".into(), r));
+                }
+            }
             let failed = rows.iter().filter(|r| r.3.is_err()).count();
             match cli.output {
                 Output::Json => {
