@@ -32,17 +32,29 @@ pub async fn run(cli: &Cli, engine: &Engine, cmd: &IncidentsCommand) -> anyhow::
             let work = store.outbox_of_incident(*id).await?;
             // Unlock codes of isolations: the CLI holds the master key, so it is an admin.
             let codes = unlock_codes(engine, &detail.incident).await?;
+            // Its Cisco XDR incident, when the tenant's XDR sink made one.
+            let xdr = store.xdr_incident(*id).await?;
             match cli.output {
                 Output::Json => {
                     let mut v = serde_json::to_value(&detail)?;
                     insert_unlock_codes(&mut v, &codes);
                     if let Some(obj) = v.as_object_mut() {
                         obj.insert("ticket_work".into(), serde_json::to_value(&work)?);
+                        if let Some(x) = &xdr {
+                            obj.insert("xdr".into(), serde_json::to_value(x)?);
+                        }
                     }
                     println!("{}", serde_json::to_string_pretty(&v)?);
                 }
                 Output::Table => {
                     print_detail(&detail, &codes);
+                    if let Some(x) = &xdr {
+                        println!(
+                            "XDR incident: {} ({})",
+                            x.xdr_id.as_deref().unwrap_or("not yet created"),
+                            x.status.as_deref().unwrap_or("-")
+                        );
+                    }
                     print_ticket_work(&work);
                 }
             }
