@@ -168,7 +168,176 @@ both_backends!(
     tokens_are_stored_hashed_scoped_and_revocable,
     cursor_paging_walks_every_incident_once_newest_first,
     sink_work_is_queued_with_the_change_and_delivered_per_sink,
+    xdr_work_follows_new_incidents_and_every_status_change,
 );
+
+async fn xdr_work_follows_new_incidents_and_every_status_change(db: &TestDb) {
+    use socbridge_store::{OutboxKind, TARGET_XDR};
+    let store = db.open().await;
+    let src = tenant_with_source(&store, "acme", "amp", SourceKind::SecureEndpoint).await;
+    let xdr_work = |store: Store| async move {
+        let mut work: Vec<(i64, OutboxKind)> = store
+            .open_outbox()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|o| o.target == TARGET_XDR)
+            .map(|o| (o.incident_id, o.kind))
+            .collect();
+        work.sort_unstable_by_key(|w| (w.0, w.1.as_str()));
+        work
+    };
+    // Before the sink is on, nothing is queued for XDR.
+    ingest(
+        &store,
+        &src,
+        vec![endpoint_finding("e0", "pc0", 5, Severity::High, "10.0.0.9")],
+    )
+    .await;
+    let before = all_incidents(&store).await[0].id;
+    assert!(xdr_work(store.clone()).await.is_empty());
+    assert!(store.xdr_incident(before).await.unwrap().is_none());
+
+    let settings = json!({"client_id": "client-1"});
+    assert!(
+        store
+            .set_xdr_sink("acme", Some((&settings, Some(b"sealed"))))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_xdr_sink("nobody", Some((&settings, None)))
+            .await
+            .unwrap(),
+        "no such tenant"
+    );
+    let sink = store
+        .xdr_sink("acme")
+        .await
+        .unwrap()
+        .expect("the sink is on");
+    assert_eq!(sink.settings, settings);
+    assert!(format!("{sink:?}").contains("[sealed]"));
+    // A settings change without a secret keeps the sealed one.
+    store
+        .set_xdr_sink("acme", Some((&settings, None)))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .xdr_sink("acme")
+            .await
+            .unwrap()
+            .unwrap()
+            .secret
+            .as_deref(),
+        Some(&b"sealed"[..])
+    );
+
+    // A new incident: its XDR incident and its create, in the ingest's transaction.
+    ingest(
+        &store,
+        &src,
+        vec![endpoint_finding(
+            "e1",
+            "pc1",
+            10,
+            Severity::High,
+            "10.0.0.1",
+        )],
+    )
+    .await;
+    let new = all_incidents(&store)
+        .await
+        .into_iter()
+        .find(|i| i.id != before)
+        .unwrap()
+        .id;
+    let rec = store.xdr_incident(new).await.unwrap().expect("recorded");
+    let parts: Vec<&str> = rec.external_id.split(':').collect();
+    assert_eq!(parts.len(), 5, "{}", rec.external_id);
+    assert_eq!(
+        (parts[0], parts[2], parts[3], parts[4]),
+        ("socbridge", "acme", "incident", new.to_string().as_str())
+    );
+    assert_eq!(parts[1].len(), 16, "the store's id: {}", rec.external_id);
+    assert!(rec.xdr_id.is_none());
+    assert_eq!(
+        xdr_work(store.clone()).await,
+        vec![(new, OutboxKind::XdrCreate)]
+    );
+
+    // A close taken in from ServiceNow (Origin::Ticket) reaches XDR; so does an analyst's
+    // change of an incident from before the sink, which gets its create first.
+    store
+        .apply_ticket_change(new, &update(Some(IncidentStatus::Resolved)), None)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .update_incident(before, None, &update(Some(IncidentStatus::InProgress)))
+        .await
+        .unwrap()
+        .unwrap();
+    // A change that leaves the status alone queues nothing for XDR.
+    store
+        .update_incident(
+            new,
+            None,
+            &IncidentUpdate {
+                assignee: Some("bob".into()),
+                ..update(None)
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        xdr_work(store.clone()).await,
+        vec![
+            (before, OutboxKind::XdrCreate),
+            (new, OutboxKind::XdrCreate),
+            (new, OutboxKind::XdrSync),
+        ]
+    );
+    let both = store.xdr_incidents(Some("acme")).await.unwrap();
+    assert_eq!(both.len(), 2);
+    assert_ne!(both[0].external_id, both[1].external_id);
+    assert!(
+        store
+            .xdr_incidents(Some("globex"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    store
+        .record_xdr_incident(
+            new,
+            "https://ctia/ctia/incident/incident-1",
+            "Closed",
+            Some(("xdr_linked", "created")),
+        )
+        .await
+        .unwrap();
+    let rec = store.xdr_incident(new).await.unwrap().unwrap();
+    assert_eq!(
+        rec.xdr_id.as_deref(),
+        Some("https://ctia/ctia/incident/incident-1")
+    );
+    assert_eq!(rec.status.as_deref(), Some("Closed"));
+
+    // Off: nothing more is queued.
+    assert!(store.set_xdr_sink("acme", None).await.unwrap());
+    assert!(store.xdr_sink("acme").await.unwrap().is_none());
+    store
+        .update_incident(before, None, &update(Some(IncidentStatus::Resolved)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(xdr_work(store.clone()).await.len(), 3);
+}
 
 async fn sink_work_is_queued_with_the_change_and_delivered_per_sink(db: &TestDb) {
     let store = db.open().await;
