@@ -638,7 +638,7 @@ impl Store {
         .await
         .op("reading an action")?;
         let view = view_from_row(&row)?;
-        w.commit("containing an incident").await?;
+        w.commit_waking("containing an incident").await?;
         Ok(Some(view))
     }
 
@@ -689,7 +689,7 @@ impl Store {
             )
             .await?;
         }
-        w.commit("releasing an incident").await?;
+        w.commit_waking("releasing an incident").await?;
         Ok(Some(ids.len()))
     }
 }

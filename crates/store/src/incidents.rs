@@ -643,7 +643,7 @@ impl Store {
         }
 
         let view = load_view(conn, id).await?;
-        w.commit("updating an incident").await?;
+        w.commit_waking("updating an incident").await?;
         Ok(view)
     }
 }

@@ -16,7 +16,7 @@ use socbridge_model::{
     rule_for,
 };
 use sqlx::AnyConnection;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 /// How often an ingest is tried when PostgreSQL aborts it for a deadlock or a serialisation
@@ -28,8 +28,11 @@ const INGEST_ATTEMPTS: u32 = 5;
 /// Who the timeline names for what socbridge itself does.
 pub(crate) const SYSTEM_ACTOR: &str = "socbridge";
 
-/// Observables per multi-row INSERT, well under both backends' bind-parameter limits.
-const OBSERVABLES_PER_INSERT: usize = 200;
+/// Rows per multi-row statement, well under both backends' bind-parameter limits (SQLite
+/// 32,766, PostgreSQL 65,535): findings take 13 parameters a row, the others 2 or 3.
+const FINDINGS_PER_INSERT: usize = 250;
+const ROWS_PER_INSERT: usize = 500;
+const KEYS_PER_LOOKUP: usize = 500;
 
 /// The source as the ingest needs it.
 struct SourceCursor {
@@ -93,20 +96,36 @@ impl Store {
         batch: &IngestBatch,
         move_mark: bool,
     ) -> Result<IngestOutcome, StoreError> {
+        if batch.findings.is_empty() && batch.quarantined.is_empty() {
+            // Nothing to store and nothing to move the mark: no write transaction.
+            let mark: Option<Option<i64>> =
+                sqlx::query_scalar("SELECT cursor_mark FROM sources WHERE id = $1")
+                    .bind(source_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .op("reading the source of an ingest")?;
+            let mark = mark.ok_or_else(|| StoreError::NotFound {
+                what: format!("source {source_id}"),
+            })?;
+            return Ok(IngestOutcome {
+                mark: mark.map(Timestamp::from_micros),
+                ..IngestOutcome::default()
+            });
+        }
         let mut w = self.begin_write("beginning an ingest").await?;
         let conn = w.conn();
         let source = self.lock_source(conn, source_id).await?;
         let now = Timestamp::now();
         let mut out = IngestOutcome::default();
-        let mut created = HashSet::new();
-        let mut touched = HashSet::new();
         let mut newest: Option<Timestamp> = None;
-        // Computers put into incidents by this batch, for the containment policy.
-        let mut candidates: BTreeMap<i64, Candidate> = BTreeMap::new();
-        let mut new_finding_ids = Vec::new();
 
+        // Which findings are new: one look-up for the page, then the walk in order, which
+        // also drops a key repeated within the page and stops at the cap.
+        let stored = stored_keys(conn, source.tenant_id, source_id, &batch.findings).await?;
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut fresh: Vec<&Finding> = Vec::new();
         for (i, finding) in batch.findings.iter().enumerate() {
-            if batch.max_new.is_some_and(|cap| out.new_findings >= cap) {
+            if batch.max_new.is_some_and(|cap| fresh.len() >= cap) {
                 out.cap_reached = true;
                 // The batch is ascending, so what is left is no older than what was walked.
                 // Should a caller ever break that order, the mark still must not pass over a
@@ -117,35 +136,78 @@ impl Store {
             }
             out.processed += 1;
             newest = newest.max(Some(finding.observed_at));
-            let Some(finding_id) =
-                insert_finding(conn, source_id, source.tenant_id, finding, now).await?
-            else {
+            let key = finding.vendor_key.as_str();
+            if stored.contains(key) || !seen.insert(key) {
                 out.duplicates += 1;
                 continue;
-            };
-            out.new_findings += 1;
-            new_finding_ids.push(finding_id);
-            let incident = self
-                .correlate(conn, source.tenant_id, finding_id, finding, now)
+            }
+            fresh.push(finding);
+        }
+        out.new_findings = fresh.len();
+
+        // Correlation, once per subject: the findings of one correlation key go where the
+        // first of them goes (see `place_group`), in the order the keys first appear.
+        let mut groups: Vec<(String, GroupBy, Vec<usize>)> = Vec::new();
+        let mut group_of: HashMap<String, usize> = HashMap::new();
+        for (i, f) in fresh.iter().enumerate() {
+            let (key, group_by) = correlation_key(f);
+            match group_of.get(&key) {
+                Some(&g) => groups[g].2.push(i),
+                None => {
+                    group_of.insert(key.clone(), groups.len());
+                    groups.push((key, group_by, vec![i]));
+                }
+            }
+        }
+        let mut folds: BTreeMap<i64, Fold> = BTreeMap::new();
+        let mut incident_of: Vec<i64> = vec![0; fresh.len()];
+        for (key, group_by, members) in &groups {
+            let findings: Vec<&Finding> = members.iter().map(|&i| fresh[i]).collect();
+            let ids = self
+                .place_group(
+                    conn,
+                    source.tenant_id,
+                    key,
+                    *group_by,
+                    &findings,
+                    now,
+                    &mut folds,
+                )
                 .await?;
+            for (&i, id) in members.iter().zip(ids) {
+                incident_of[i] = id;
+            }
+        }
+        // Stored in the page's order, so ids follow the order findings arrived in.
+        let placed: Vec<(i64, &Finding)> =
+            incident_of.into_iter().zip(fresh.iter().copied()).collect();
+        let new_finding_ids =
+            insert_findings(conn, source_id, source.tenant_id, &placed, now).await?;
+        fold_in(conn, &folds, now).await?;
+
+        // Computers put into incidents by this batch, for the containment policy.
+        let mut candidates: BTreeMap<i64, Candidate> = BTreeMap::new();
+        for (incident_id, finding) in &placed {
             if let Some(subject) = finding.subject.as_ref().filter(|s| {
                 finding.source_kind == SourceKind::SecureEndpoint && s.kind == "computer"
             }) {
                 candidates.insert(
-                    incident.id,
+                    *incident_id,
                     Candidate {
-                        incident_id: incident.id,
+                        incident_id: *incident_id,
                         computer_guid: subject.id.clone(),
                         hostname: subject.label.clone(),
                     },
                 );
             }
-            if incident.created {
-                created.insert(incident.id);
-            } else {
-                touched.insert(incident.id);
-            }
         }
+        let created: HashSet<i64> = folds
+            .iter()
+            .filter(|(_, f)| f.created)
+            .map(|(id, _)| *id)
+            .collect();
+        let touched: HashSet<i64> = folds.keys().copied().collect();
+        debug_assert_eq!(new_finding_ids.len(), out.new_findings);
 
         for q in &batch.quarantined {
             let hash = hex::encode(Sha256::digest(&q.raw));
@@ -228,7 +290,11 @@ impl Store {
             let candidates: Vec<Candidate> = candidates.into_values().collect();
             plan_for_ingest(conn, source.tenant_id, &source_name, &candidates, now).await?;
         }
-        w.commit("committing an ingest").await?;
+        if folds.is_empty() {
+            w.commit("committing an ingest").await?;
+        } else {
+            w.commit_waking("committing an ingest").await?;
+        }
 
         out.incidents_created = created.len();
         out.incidents_updated = touched.difference(&created).count();
@@ -302,63 +368,88 @@ impl Store {
         })
     }
 
-    /// Puts a newly stored finding into its incident: the open (or, for vendor incidents, the
-    /// latest) incident of its subject, or a new one.
-    async fn correlate(
+    /// Places the new findings of one correlation key, in order: all into the subject's own
+    /// incident (open, or for vendor incidents the latest) when there is one; otherwise each
+    /// in turn joins another source's open incident by its rule's shared observable
+    /// (`model::correlation::JoinRule`) or opens the subject's incident, which the rest of the
+    /// group then joins. What each incident gains is gathered in `folds` and written once.
+    /// Answers the incident of each finding, in order.
+    #[allow(clippy::too_many_arguments)]
+    async fn place_group<'f>(
         &self,
         conn: &mut AnyConnection,
         tenant_id: i64,
-        finding_id: i64,
+        key: &str,
+        group_by: GroupBy,
+        findings: &[&'f Finding],
+        now: Timestamp,
+        folds: &mut BTreeMap<i64, Fold<'f>>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut placed = Vec::with_capacity(findings.len());
+        let mut own = self.find_incident(conn, tenant_id, key, group_by).await?;
+        for f in findings {
+            let (id, base, created) = match own {
+                Some((id, severity)) => (id, severity, false),
+                None => match self.find_joinable(conn, tenant_id, f).await? {
+                    Some((id, severity)) => (id, severity, false),
+                    None => {
+                        let opened = self
+                            .open_incident(conn, tenant_id, key, group_by, f, now)
+                            .await?;
+                        own = Some((opened.id, f.severity.rank()));
+                        (opened.id, f.severity.rank(), opened.created)
+                    }
+                },
+            };
+            folds
+                .entry(id)
+                .or_insert_with(|| Fold::new(created, base))
+                .add(f);
+            placed.push(id);
+        }
+        Ok(placed)
+    }
+
+    /// Opens the subject's incident for `f`, or, should another transaction have opened it
+    /// between the look-up and this insert (PostgreSQL; the unique open_key drops this one),
+    /// finds theirs.
+    async fn open_incident(
+        &self,
+        conn: &mut AnyConnection,
+        tenant_id: i64,
+        key: &str,
+        group_by: GroupBy,
         f: &Finding,
         now: Timestamp,
     ) -> Result<Attached, StoreError> {
-        let (key, group_by) = correlation_key(f);
-        let rank = f.severity.rank();
-        // Two tries: on PostgreSQL another transaction may open the subject's incident between
-        // our look-up and our insert; the unique open_key then drops our insert and the second
-        // look-up finds theirs. (On SQLite writers are serialised and the first try decides.)
-        for _ in 0..2 {
-            let mut found = self.find_incident(conn, tenant_id, &key, group_by).await?;
-            if found.is_none() {
-                found = self.find_joinable(conn, tenant_id, f).await?;
-            }
-            if let Some((id, severity)) = found {
-                attach(conn, id, finding_id, f, severity.max(rank), now).await?;
-                if rank > severity {
-                    let from = Severity::from_rank(severity)
-                        .map_or_else(|| severity.to_string(), |s| s.to_string());
-                    let detail = format!("{from} -> {} (finding {})", f.severity, f.vendor_key);
-                    add_event(conn, id, now, "severity_raised", SYSTEM_ACTOR, &detail).await?;
-                }
-                return Ok(Attached { id, created: false });
-            }
-            let id: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO incidents (tenant_id, title, severity, status, correlation_key,
-                                        open_key, finding_count, first_seen, last_seen,
-                                        created_at, updated_at)
-                 VALUES ($1, $2, $3, 'new', $4, $4, 0, $5, $5, $6, $6)
-                 ON CONFLICT (tenant_id, open_key) DO NOTHING
-                 RETURNING id",
-            )
-            .bind(tenant_id)
-            .bind(incident_title(f))
-            .bind(rank)
-            .bind(key.as_str())
-            .bind(f.observed_at.as_micros())
-            .bind(now.as_micros())
-            .fetch_optional(&mut *conn)
-            .await
-            .op("opening an incident")?;
-            if let Some(id) = id {
-                let detail = format!("opened by {} finding {}", f.source_kind, f.vendor_key);
-                add_event(conn, id, now, "created", SYSTEM_ACTOR, &detail).await?;
-                attach(conn, id, finding_id, f, rank, now).await?;
-                return Ok(Attached { id, created: true });
-            }
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO incidents (tenant_id, title, severity, status, correlation_key,
+                                    open_key, finding_count, first_seen, last_seen,
+                                    created_at, updated_at)
+             VALUES ($1, $2, $3, 'new', $4, $4, 0, $5, $5, $6, $6)
+             ON CONFLICT (tenant_id, open_key) DO NOTHING
+             RETURNING id",
+        )
+        .bind(tenant_id)
+        .bind(incident_title(f))
+        .bind(f.severity.rank())
+        .bind(key)
+        .bind(f.observed_at.as_micros())
+        .bind(now.as_micros())
+        .fetch_optional(&mut *conn)
+        .await
+        .op("opening an incident")?;
+        if let Some(id) = id {
+            let detail = format!("opened by {} finding {}", f.source_kind, f.vendor_key);
+            add_event(conn, id, now, "created", SYSTEM_ACTOR, &detail).await?;
+            return Ok(Attached { id, created: true });
         }
-        Err(StoreError::Conflict {
-            detail: format!("the incident of `{key}` changed under this ingest; try again"),
-        })
+        match self.find_incident(conn, tenant_id, key, group_by).await? {
+            Some((id, _)) => Ok(Attached { id, created: false }),
+            None => Err(StoreError::Conflict {
+                detail: format!("the incident of `{key}` changed under this ingest; try again"),
+            }),
+        }
     }
 
     /// The incident a finding of `key` joins, with its severity rank; its row is locked on
@@ -444,109 +535,246 @@ impl Store {
     }
 }
 
-/// Inserts a finding; `None` if the tenant's source already holds its vendor key.
-async fn insert_finding(
+/// The vendor keys of `findings` the tenant's source already holds.
+async fn stored_keys(
+    conn: &mut AnyConnection,
+    tenant_id: i64,
+    source_id: i64,
+    findings: &[Finding],
+) -> Result<HashSet<String>, StoreError> {
+    let mut stored = HashSet::new();
+    for chunk in findings.chunks(KEYS_PER_LOOKUP) {
+        let list = (0..chunk.len())
+            .map(|i| format!("${}", 3 + i))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT vendor_key FROM findings
+              WHERE tenant_id = $1 AND source_id = $2 AND vendor_key IN ({list})"
+        );
+        let mut query = sqlx::query_scalar::<_, String>(&sql)
+            .bind(tenant_id)
+            .bind(source_id);
+        for f in chunk {
+            query = query.bind(f.vendor_key.as_str());
+        }
+        stored.extend(
+            query
+                .fetch_all(&mut *conn)
+                .await
+                .op("looking up stored findings")?,
+        );
+    }
+    Ok(stored)
+}
+
+/// Inserts the new findings, each with its incident, a multi-row statement per chunk;
+/// answers their ids. None of them is stored yet (the caller looked, under the tenant's
+/// lock), so a key found stored after all means a writer the lock did not stop: the
+/// transaction fails rather than count a finding that is not there.
+async fn insert_findings(
     conn: &mut AnyConnection,
     source_id: i64,
     tenant_id: i64,
-    f: &Finding,
+    placed: &[(i64, &Finding)],
     now: Timestamp,
-) -> Result<Option<i64>, StoreError> {
-    let observables = serde_json::to_string(&f.observables).map_err(|e| {
-        StoreError::corrupt(format!("observables of finding {}: {e}", f.vendor_key))
-    })?;
-    let subject_key = f.subject.as_ref().map(|s| format!("{}:{}", s.kind, s.id));
-    sqlx::query_scalar(
-        "INSERT INTO findings (tenant_id, source_id, source_kind, vendor_key, observed_at,
-                               ingested_at, severity, title, event_type, subject_key,
-                               observables, raw)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-         ON CONFLICT (tenant_id, source_id, vendor_key) DO NOTHING
-         RETURNING id",
-    )
-    .bind(tenant_id)
-    .bind(source_id)
-    .bind(f.source_kind.as_str())
-    .bind(f.vendor_key.as_str())
-    .bind(f.observed_at.as_micros())
-    .bind(now.as_micros())
-    .bind(f.severity.rank())
-    .bind(f.title.as_str())
-    .bind(f.event_type.as_str())
-    .bind(subject_key)
-    .bind(observables)
-    .bind(f.raw.as_str())
-    .fetch_optional(&mut *conn)
-    .await
-    .op("inserting a finding")
+) -> Result<Vec<i64>, StoreError> {
+    const COLUMNS: usize = 13;
+    let mut ids = Vec::with_capacity(placed.len());
+    for chunk in placed.chunks(FINDINGS_PER_INSERT) {
+        let sql = multi_row(
+            "INSERT INTO findings (tenant_id, source_id, incident_id, source_kind, vendor_key,
+                                   observed_at, ingested_at, severity, title, event_type,
+                                   subject_key, observables, raw)
+             VALUES",
+            chunk.len(),
+            COLUMNS,
+            "ON CONFLICT (tenant_id, source_id, vendor_key) DO NOTHING RETURNING id",
+        );
+        let mut query = sqlx::query_scalar::<_, i64>(&sql);
+        for (incident_id, f) in chunk {
+            let observables = serde_json::to_string(&f.observables).map_err(|e| {
+                StoreError::corrupt(format!("observables of finding {}: {e}", f.vendor_key))
+            })?;
+            let subject_key = f.subject.as_ref().map(|s| format!("{}:{}", s.kind, s.id));
+            query = query
+                .bind(tenant_id)
+                .bind(source_id)
+                .bind(*incident_id)
+                .bind(f.source_kind.as_str())
+                .bind(f.vendor_key.as_str())
+                .bind(f.observed_at.as_micros())
+                .bind(now.as_micros())
+                .bind(f.severity.rank())
+                .bind(f.title.as_str())
+                .bind(f.event_type.as_str())
+                .bind(subject_key)
+                .bind(observables)
+                .bind(f.raw.as_str());
+        }
+        let got = query.fetch_all(&mut *conn).await.op("inserting findings")?;
+        if got.len() != chunk.len() {
+            return Err(StoreError::Conflict {
+                detail: format!(
+                    "{} of {} findings were stored by another writer during this ingest; try again",
+                    chunk.len() - got.len(),
+                    chunk.len()
+                ),
+            });
+        }
+        ids.extend(got);
+    }
+    Ok(ids)
 }
 
-/// Links a finding to its incident and folds it in: count, severity (`severity`, the maximum
-/// the caller computed from the locked row), first/last seen, observables, source kind.
-async fn attach(
+/// `head ($1, $2), ($3, $4), ... tail`: a statement of `rows` rows of `columns` parameters.
+fn multi_row(head: &str, rows: usize, columns: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * columns * 6);
+    sql.push_str(head);
+    for r in 0..rows {
+        sql.push_str(if r == 0 { " (" } else { ", (" });
+        for c in 0..columns {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('$');
+            sql.push_str(&(r * columns + c + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql.push(' ');
+    sql.push_str(tail);
+    sql
+}
+
+/// What one ingest adds to one incident.
+struct Fold<'f> {
+    created: bool,
+    /// The incident's severity rank before this ingest's findings (for a new incident, its
+    /// opening finding's).
+    base: i64,
+    /// The first finding with the highest severity.
+    top: Option<&'f Finding>,
+    count: i64,
+    first: Option<Timestamp>,
+    last: Option<Timestamp>,
+    kinds: BTreeSet<&'static str>,
+    observables: BTreeSet<&'f Observable>,
+}
+
+impl<'f> Fold<'f> {
+    fn new(created: bool, base: i64) -> Self {
+        Fold {
+            created,
+            base,
+            top: None,
+            count: 0,
+            first: None,
+            last: None,
+            kinds: BTreeSet::new(),
+            observables: BTreeSet::new(),
+        }
+    }
+
+    fn add(&mut self, f: &'f Finding) {
+        self.count += 1;
+        if self
+            .top
+            .is_none_or(|t| f.severity.rank() > t.severity.rank())
+        {
+            self.top = Some(f);
+        }
+        self.first = Some(self.first.map_or(f.observed_at, |t| t.min(f.observed_at)));
+        self.last = Some(self.last.map_or(f.observed_at, |t| t.max(f.observed_at)));
+        self.kinds.insert(f.source_kind.as_str());
+        self.observables
+            .extend(f.observables.iter().filter(|o| !o.value.trim().is_empty()));
+    }
+
+    fn severity(&self) -> i64 {
+        self.top
+            .map_or(self.base, |t| t.severity.rank().max(self.base))
+    }
+}
+
+/// Folds what the ingest added into each incident: count, severity, first/last seen (one
+/// `UPDATE` each), a `severity_raised` line when it rose, and the source kinds and
+/// observables (multi-row inserts over all the incidents).
+async fn fold_in(
     conn: &mut AnyConnection,
-    incident_id: i64,
-    finding_id: i64,
-    f: &Finding,
-    severity: i64,
+    folds: &BTreeMap<i64, Fold<'_>>,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE findings SET incident_id = $1 WHERE id = $2")
-        .bind(incident_id)
-        .bind(finding_id)
+    for (&id, fold) in folds {
+        let (Some(first), Some(last)) = (fold.first, fold.last) else {
+            continue;
+        };
+        sqlx::query(
+            "UPDATE incidents SET
+                finding_count = finding_count + $2,
+                first_seen = CASE WHEN first_seen > $3 THEN $3 ELSE first_seen END,
+                last_seen = CASE WHEN last_seen < $4 THEN $4 ELSE last_seen END,
+                updated_at = $5,
+                severity = $6
+              WHERE id = $1",
+        )
+        .bind(id)
+        .bind(fold.count)
+        .bind(first.as_micros())
+        .bind(last.as_micros())
+        .bind(now.as_micros())
+        .bind(fold.severity())
         .execute(&mut *conn)
         .await
-        .op("linking a finding to its incident")?;
-    sqlx::query(
-        "UPDATE incidents SET
-            finding_count = finding_count + 1,
-            first_seen = CASE WHEN first_seen > $2 THEN $2 ELSE first_seen END,
-            last_seen = CASE WHEN last_seen < $2 THEN $2 ELSE last_seen END,
-            updated_at = $3,
-            severity = $4
-          WHERE id = $1",
-    )
-    .bind(incident_id)
-    .bind(f.observed_at.as_micros())
-    .bind(now.as_micros())
-    .bind(severity)
-    .execute(&mut *conn)
-    .await
-    .op("adding a finding to its incident")?;
-    sqlx::query(
-        "INSERT INTO incident_sources (incident_id, source_kind) VALUES ($1, $2)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(incident_id)
-    .bind(f.source_kind.as_str())
-    .execute(&mut *conn)
-    .await
-    .op("adding a source kind to an incident")?;
+        .op("adding findings to their incident")?;
+        if let Some(top) = fold.top.filter(|t| t.severity.rank() > fold.base) {
+            let from = Severity::from_rank(fold.base)
+                .map_or_else(|| fold.base.to_string(), |s| s.to_string());
+            let detail = format!("{from} -> {} (finding {})", top.severity, top.vendor_key);
+            add_event(conn, id, now, "severity_raised", SYSTEM_ACTOR, &detail).await?;
+        }
+    }
 
-    let observables: BTreeSet<&Observable> = f
-        .observables
+    let kinds: Vec<(i64, &str)> = folds
         .iter()
-        .filter(|o| !o.value.trim().is_empty())
+        .flat_map(|(&id, f)| f.kinds.iter().map(move |k| (id, *k)))
         .collect();
-    let observables: Vec<&Observable> = observables.into_iter().collect();
-    for chunk in observables.chunks(OBSERVABLES_PER_INSERT) {
-        // ($1, $2, $3), ($1, $4, $5), ...: one statement per chunk rather than per value.
-        let values: Vec<String> = (0..chunk.len())
-            .map(|i| format!("($1, ${}, ${})", 2 + 2 * i, 3 + 2 * i))
-            .collect();
-        let sql = format!(
-            "INSERT INTO incident_observables (incident_id, kind, value) VALUES {}
-             ON CONFLICT DO NOTHING",
-            values.join(", ")
+    for chunk in kinds.chunks(ROWS_PER_INSERT) {
+        let sql = multi_row(
+            "INSERT INTO incident_sources (incident_id, source_kind) VALUES",
+            chunk.len(),
+            2,
+            "ON CONFLICT DO NOTHING",
         );
-        let mut query = sqlx::query(&sql).bind(incident_id);
-        for o in chunk {
-            query = query.bind(o.kind.as_str()).bind(o.value.as_str());
+        let mut query = sqlx::query(&sql);
+        for (id, kind) in chunk {
+            query = query.bind(*id).bind(*kind);
         }
         query
             .execute(&mut *conn)
             .await
-            .op("adding observables to an incident")?;
+            .op("adding source kinds to incidents")?;
+    }
+
+    let observables: Vec<(i64, &Observable)> = folds
+        .iter()
+        .flat_map(|(&id, f)| f.observables.iter().map(move |o| (id, *o)))
+        .collect();
+    for chunk in observables.chunks(ROWS_PER_INSERT) {
+        let sql = multi_row(
+            "INSERT INTO incident_observables (incident_id, kind, value) VALUES",
+            chunk.len(),
+            3,
+            "ON CONFLICT DO NOTHING",
+        );
+        let mut query = sqlx::query(&sql);
+        for (id, o) in chunk {
+            query = query.bind(*id).bind(o.kind.as_str()).bind(o.value.as_str());
+        }
+        query
+            .execute(&mut *conn)
+            .await
+            .op("adding observables to incidents")?;
     }
     Ok(())
 }

@@ -81,6 +81,9 @@ pub struct Store {
     /// time: waiting here is cheaper and fairer than spinning on SQLITE_BUSY. Unused on
     /// PostgreSQL, where row locks do that job across replicas.
     write_lock: Arc<Mutex<()>>,
+    /// Notified after a commit of this process that queued outbox work, so the outbox worker
+    /// starts at once instead of on its next tick.
+    outbox_wake: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Store {
@@ -200,6 +203,7 @@ impl Store {
             pool,
             backend: Backend::Sqlite,
             write_lock: Arc::new(Mutex::new(())),
+            outbox_wake: Arc::new(tokio::sync::Notify::new()),
         };
         store.migrate().await?;
         Ok(store)
@@ -228,6 +232,7 @@ impl Store {
             pool,
             backend: Backend::Postgres,
             write_lock: Arc::new(Mutex::new(())),
+            outbox_wake: Arc::new(tokio::sync::Notify::new()),
         };
         store.migrate().await?;
         Ok(store)
@@ -258,6 +263,13 @@ impl Store {
         }
     }
 
+    /// Resolves after a commit of this process queued outbox work (an incident opened or
+    /// changed, a containment asked for); a wake-up that came while nobody waited is kept for
+    /// the next call. Work queued by another process is found by the worker's regular tick.
+    pub async fn outbox_queued(&self) {
+        self.outbox_wake.notified().await
+    }
+
     /// Starts a write transaction. On SQLite: waits for this process's write lock, then
     /// `BEGIN IMMEDIATE` takes the database's write lock at once, so a writer in another
     /// process makes this one wait (busy_timeout) instead of failing half-way with
@@ -271,11 +283,16 @@ impl Store {
                 Ok(WriteTx {
                     tx,
                     _guard: Some(guard),
+                    outbox_wake: &self.outbox_wake,
                 })
             }
             Backend::Postgres => {
                 let tx = self.pool.begin().await.op(op)?;
-                Ok(WriteTx { tx, _guard: None })
+                Ok(WriteTx {
+                    tx,
+                    _guard: None,
+                    outbox_wake: &self.outbox_wake,
+                })
             }
         }
     }
@@ -301,6 +318,7 @@ struct WriteTx<'a> {
     // Field order matters: the transaction is dropped (rolled back) before the lock is freed.
     tx: Transaction<'static, Any>,
     _guard: Option<MutexGuard<'a, ()>>,
+    outbox_wake: &'a tokio::sync::Notify,
 }
 
 impl WriteTx<'_> {
@@ -310,6 +328,14 @@ impl WriteTx<'_> {
 
     async fn commit(self, op: &'static str) -> Result<(), StoreError> {
         self.tx.commit().await.op(op)
+    }
+
+    /// Commits a transaction that queued outbox work, then wakes the outbox worker.
+    async fn commit_waking(self, op: &'static str) -> Result<(), StoreError> {
+        let wake = self.outbox_wake;
+        self.tx.commit().await.op(op)?;
+        wake.notify_one();
+        Ok(())
     }
 }
 

@@ -659,7 +659,7 @@ impl Store {
         .execute(&mut *w.conn())
         .await
         .op("retrying failed outbox items")?;
-        w.commit("retrying failed outbox items").await?;
+        w.commit_waking("retrying failed outbox items").await?;
         Ok(done.rows_affected())
     }
 
