@@ -2,9 +2,16 @@
 //! one into an incident, keep the quarantined records, and move the source's cursor mark to
 //! what was stored, all committed together or not at all.
 //!
-//! Deduplication is the database's: `INSERT ... ON CONFLICT DO NOTHING RETURNING id` returns
-//! a row only for a finding (or quarantined record) not stored before, so a page read twice,
-//! an overlap window or two pollers racing can never store anything twice.
+//! The work is done per page, not per finding, since each statement is a round trip to the
+//! database: one look-up of which of the page's vendor keys are stored, correlation once per
+//! subject (its findings go where the first goes), the new findings in multi-row inserts,
+//! each incident touched updated once with what the page adds to it.
+//!
+//! Deduplication is the database's: the unique key (tenant, source, vendor key) holds, the
+//! look-up runs under the tenant's ingest lock (see `lock_source`), and the insert still says
+//! `ON CONFLICT DO NOTHING`: a row it did not insert fails the transaction instead of being
+//! counted, so a page read twice, an overlap window or two pollers racing can never store
+//! anything twice. Quarantined records are deduplicated by the hash of their bytes.
 
 use crate::containment::{Candidate, plan_for_ingest};
 use crate::error::ResultExt as _;
@@ -30,7 +37,7 @@ pub(crate) const SYSTEM_ACTOR: &str = "socbridge";
 
 /// Rows per multi-row statement, well under both backends' bind-parameter limits (SQLite
 /// 32,766, PostgreSQL 65,535): findings take 13 parameters a row, the others 2 or 3.
-const FINDINGS_PER_INSERT: usize = 250;
+const FINDINGS_PER_INSERT: usize = 100;
 const ROWS_PER_INSERT: usize = 500;
 const KEYS_PER_LOOKUP: usize = 500;
 
@@ -121,7 +128,14 @@ impl Store {
 
         // Which findings are new: one look-up for the page, then the walk in order, which
         // also drops a key repeated within the page and stops at the cap.
-        let stored = stored_keys(conn, source.tenant_id, source_id, &batch.findings).await?;
+        let stored = stored_keys(
+            conn,
+            self.backend,
+            source.tenant_id,
+            source_id,
+            &batch.findings,
+        )
+        .await?;
         let mut seen: HashSet<&str> = HashSet::new();
         let mut fresh: Vec<&Finding> = Vec::new();
         for (i, finding) in batch.findings.iter().enumerate() {
@@ -181,9 +195,16 @@ impl Store {
         // Stored in the page's order, so ids follow the order findings arrived in.
         let placed: Vec<(i64, &Finding)> =
             incident_of.into_iter().zip(fresh.iter().copied()).collect();
-        let new_finding_ids =
-            insert_findings(conn, source_id, source.tenant_id, &placed, now).await?;
-        fold_in(conn, &folds, now).await?;
+        let new_finding_ids = insert_findings(
+            conn,
+            self.backend,
+            source_id,
+            source.tenant_id,
+            &placed,
+            now,
+        )
+        .await?;
+        fold_in(conn, self.backend, &folds, now).await?;
 
         // Computers put into incidents by this batch, for the containment policy.
         let mut candidates: BTreeMap<i64, Candidate> = BTreeMap::new();
@@ -538,20 +559,20 @@ impl Store {
 /// The vendor keys of `findings` the tenant's source already holds.
 async fn stored_keys(
     conn: &mut AnyConnection,
+    backend: Backend,
     tenant_id: i64,
     source_id: i64,
     findings: &[Finding],
 ) -> Result<HashSet<String>, StoreError> {
     let mut stored = HashSet::new();
     for chunk in findings.chunks(KEYS_PER_LOOKUP) {
-        let list = (0..chunk.len())
-            .map(|i| format!("${}", 3 + i))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "SELECT vendor_key FROM findings
-              WHERE tenant_id = $1 AND source_id = $2 AND vendor_key IN ({list})"
-        );
+        let mut sql = String::from("SELECT vendor_key FROM findings WHERE tenant_id = ");
+        push_params(&mut sql, backend, 1, 1);
+        sql.push_str(" AND source_id = ");
+        push_params(&mut sql, backend, 2, 1);
+        sql.push_str(" AND vendor_key IN (");
+        push_params(&mut sql, backend, 3, chunk.len());
+        sql.push(')');
         let mut query = sqlx::query_scalar::<_, String>(&sql)
             .bind(tenant_id)
             .bind(source_id);
@@ -574,6 +595,7 @@ async fn stored_keys(
 /// transaction fails rather than count a finding that is not there.
 async fn insert_findings(
     conn: &mut AnyConnection,
+    backend: Backend,
     source_id: i64,
     tenant_id: i64,
     placed: &[(i64, &Finding)],
@@ -583,6 +605,7 @@ async fn insert_findings(
     let mut ids = Vec::with_capacity(placed.len());
     for chunk in placed.chunks(FINDINGS_PER_INSERT) {
         let sql = multi_row(
+            backend,
             "INSERT INTO findings (tenant_id, source_id, incident_id, source_kind, vendor_key,
                                    observed_at, ingested_at, severity, title, event_type,
                                    subject_key, observables, raw)
@@ -628,23 +651,36 @@ async fn insert_findings(
 }
 
 /// `head ($1, $2), ($3, $4), ... tail`: a statement of `rows` rows of `columns` parameters.
-fn multi_row(head: &str, rows: usize, columns: usize, tail: &str) -> String {
+fn multi_row(backend: Backend, head: &str, rows: usize, columns: usize, tail: &str) -> String {
     let mut sql = String::with_capacity(head.len() + tail.len() + rows * columns * 6);
     sql.push_str(head);
     for r in 0..rows {
         sql.push_str(if r == 0 { " (" } else { ", (" });
-        for c in 0..columns {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('$');
-            sql.push_str(&(r * columns + c + 1).to_string());
-        }
+        push_params(&mut sql, backend, r * columns + 1, columns);
         sql.push(')');
     }
     sql.push(' ');
     sql.push_str(tail);
     sql
+}
+
+/// Appends `count` parameters, numbered from `first`, separated by commas: `$first, ...` on
+/// PostgreSQL; on SQLite plain `?`, bound in order. (Binding a numbered parameter costs
+/// SQLite a scan of the statement's parameter names, so a statement of thousands of them
+/// would spend most of its time there.)
+fn push_params(sql: &mut String, backend: Backend, first: usize, count: usize) {
+    for n in first..first + count {
+        if n > first {
+            sql.push_str(", ");
+        }
+        match backend {
+            Backend::Sqlite => sql.push('?'),
+            Backend::Postgres => {
+                sql.push('$');
+                sql.push_str(&n.to_string());
+            }
+        }
+    }
 }
 
 /// What one ingest adds to one incident.
@@ -702,6 +738,7 @@ impl<'f> Fold<'f> {
 /// observables (multi-row inserts over all the incidents).
 async fn fold_in(
     conn: &mut AnyConnection,
+    backend: Backend,
     folds: &BTreeMap<i64, Fold<'_>>,
     now: Timestamp,
 ) -> Result<(), StoreError> {
@@ -741,6 +778,7 @@ async fn fold_in(
         .collect();
     for chunk in kinds.chunks(ROWS_PER_INSERT) {
         let sql = multi_row(
+            backend,
             "INSERT INTO incident_sources (incident_id, source_kind) VALUES",
             chunk.len(),
             2,
@@ -762,6 +800,7 @@ async fn fold_in(
         .collect();
     for chunk in observables.chunks(ROWS_PER_INSERT) {
         let sql = multi_row(
+            backend,
             "INSERT INTO incident_observables (incident_id, kind, value) VALUES",
             chunk.len(),
             3,
