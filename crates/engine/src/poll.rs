@@ -242,6 +242,7 @@ async fn store_with(
         findings,
         quarantined,
         max_new: cap.map(|cap| cap.saturating_sub(report.new_findings)),
+        fence: None,
     };
     let outcome = if move_mark {
         store.ingest(source.id, batch).await?

@@ -23,6 +23,11 @@ pub enum StoreError {
     /// The schema could not be brought up to date.
     #[error("database migration failed: {0}")]
     Migration(String),
+    /// A write made under a lease was refused because the lease is no longer the one it was
+    /// made under (taken over by another replica, released or expired): nothing was stored.
+    /// Not transient: the work must stop, not be retried under the same lease.
+    #[error("the lease of {job} was lost (expired or taken over); the write was refused")]
+    LeaseLost { job: String },
     /// A stored value is not one the store writes (an unknown status, invalid JSON...).
     #[error("stored data is corrupt: {detail}")]
     Corrupt { detail: String },

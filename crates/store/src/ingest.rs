@@ -122,6 +122,9 @@ impl Store {
         let mut w = self.begin_write("beginning an ingest").await?;
         let conn = w.conn();
         let source = self.lock_source(conn, source_id).await?;
+        if let Some(fence) = &batch.fence {
+            crate::leases::check_fence(conn, self.backend, fence).await?;
+        }
         let now = Timestamp::now();
         let mut out = IngestOutcome::default();
         let mut newest: Option<Timestamp> = None;

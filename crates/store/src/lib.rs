@@ -22,6 +22,7 @@ mod credentials;
 mod error;
 mod incidents;
 mod ingest;
+mod leases;
 mod records;
 mod sinks;
 mod sources;
@@ -33,6 +34,9 @@ mod xdr;
 pub use containment::{ActionChange, ActionRecord, ManualAction};
 pub use credentials::CredentialRecord;
 pub use error::StoreError;
+pub use leases::{
+    Fence, Lease, LeaseView, Replica, ReplicaId, ReplicaRecord, fair_share, outbox_job, poll_job,
+};
 pub use records::{
     Counts, IngestBatch, IngestOutcome, NewSource, QuarantineRecord, SourceRecord, TenantRecord,
 };

@@ -1,6 +1,7 @@
 //! The records the store hands in and out: tenants, sources, ingest batches and their outcome,
 //! counts, quarantined records.
 
+use crate::leases::Fence;
 use serde::Serialize;
 use socbridge_model::{Finding, Quarantined, SourceKind, SourceName, Timestamp};
 use std::fmt;
@@ -98,6 +99,9 @@ pub struct IngestBatch {
     pub quarantined: Vec<Quarantined>,
     /// Stop before a finding once this many new findings were stored (the per-run cap).
     pub max_new: Option<usize>,
+    /// The lease the batch was read under: the ingest commits only while it is still the
+    /// current grant of its job (see `leases`). `None`: no lease (one process alone).
+    pub fence: Option<Fence>,
 }
 
 /// What an ingest stored.

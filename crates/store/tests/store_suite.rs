@@ -10,7 +10,8 @@ use socbridge_model::{
     ObservableKind, Quarantined, Severity, SourceKind, SourceName, Subject, TenantName, Timestamp,
 };
 use socbridge_store::{
-    Backend, IngestBatch, IngestOutcome, NewSource, SourceRecord, Store, StoreError,
+    Backend, IngestBatch, IngestOutcome, Lease, NewSource, Replica, ReplicaId, SourceRecord, Store,
+    StoreError, fair_share, poll_job,
 };
 use std::path::PathBuf;
 use std::time::Duration;
@@ -169,6 +170,9 @@ both_backends!(
     cursor_paging_walks_every_incident_once_newest_first,
     sink_work_is_queued_with_the_change_and_delivered_per_sink,
     xdr_work_follows_new_incidents_and_every_status_change,
+    replicas_racing_for_a_job_hold_it_one_at_a_time_with_growing_tokens,
+    an_expired_lease_is_taken_over_and_the_old_holders_ingest_is_refused,
+    acquire_many_spreads_jobs_fairly_over_the_live_replicas,
 );
 
 async fn xdr_work_follows_new_incidents_and_every_status_change(db: &TestDb) {
@@ -1021,6 +1025,7 @@ fn batch(findings: Vec<Finding>) -> IngestBatch {
         findings,
         quarantined: vec![],
         max_new: None,
+        fence: None,
     }
 }
 
@@ -1373,6 +1378,7 @@ async fn the_cap_stops_the_batch_and_the_rest_comes_next_time(db: &TestDb) {
                 findings: page.clone(),
                 quarantined: vec![],
                 max_new: Some(3),
+                fence: None,
             },
         )
         .await
@@ -1408,6 +1414,7 @@ async fn the_cap_stops_the_batch_and_the_rest_comes_next_time(db: &TestDb) {
                 findings: page,
                 quarantined: vec![],
                 max_new: Some(3),
+                fence: None,
             },
         )
         .await
@@ -1436,6 +1443,7 @@ async fn the_cap_stops_the_batch_and_the_rest_comes_next_time(db: &TestDb) {
                 )],
                 quarantined: vec![],
                 max_new: Some(0),
+                fence: None,
             },
         )
         .await
@@ -1462,6 +1470,7 @@ async fn the_cap_stops_the_batch_and_the_rest_comes_next_time(db: &TestDb) {
                 findings: unsorted,
                 quarantined: vec![],
                 max_new: Some(1),
+                fence: None,
             },
         )
         .await
@@ -1664,6 +1673,7 @@ async fn quarantine_keeps_each_record_once_by_its_bytes(db: &TestDb) {
             bad("not UTF-8", b"\xff\xfe\x00binary"),
         ],
         max_new: None,
+        fence: None,
     };
     let out = store.ingest(src.id, page.clone()).await.unwrap();
     assert_eq!((out.quarantined_new, out.new_findings), (2, 1));
@@ -2291,6 +2301,7 @@ async fn removing_a_tenant_removes_everything_it_owns(db: &TestDb) {
                         raw: b"{".to_vec(),
                     }],
                     max_new: None,
+                    fence: None,
                 },
             )
             .await
@@ -2622,4 +2633,375 @@ async fn sqlite_writes_wait_for_another_processs_writer_instead_of_failing() {
     );
     held.await.unwrap().close().await.unwrap();
     assert_eq!(store.list_tenants().await.unwrap().len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leases
+
+/// Waits until `job`'s lease is free (released or expired), failing after a deadline.
+async fn until_lease_is_free(store: &Store, job: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let view = store.leases_view().await.expect("the leases");
+        if view.iter().any(|l| l.job == job && l.expired) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lease of {job} never became free: {view:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Twenty replicas (on two pools: two processes on one SQLite file, or two connections'
+/// worth of replicas on PostgreSQL) race for one job, fifty rounds each, a round lasting until
+/// the replica wins once (a thousand grants in all). A winner checks that
+/// nobody else is inside, notes its token, then either releases the lease or lets it lapse
+/// (renewed with no time left), so that both a release and an expiry hand the job on. At most
+/// one holder at a time; each grant's token is the previous one's plus one.
+async fn replicas_racing_for_a_job_hold_it_one_at_a_time_with_growing_tokens(db: &TestDb) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    const REPLICAS: usize = 20;
+    const ROUNDS: usize = 50;
+    const JOB: &str = "poll:1";
+
+    let (one, two) = tokio::join!(db.open(), db.open());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let inside = Arc::new(AtomicUsize::new(0));
+    // (token, holder, whether it lapsed rather than being released) of every grant, in order.
+    let grants: Arc<Mutex<Vec<(i64, ReplicaId, bool)>>> = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = tokio::task::JoinSet::new();
+    for r in 0..REPLICAS {
+        let store = if r % 2 == 0 { one.clone() } else { two.clone() };
+        let inside = inside.clone();
+        let grants = grants.clone();
+        tasks.spawn(async move {
+            let me = Replica::this_process().id;
+            let mut lost = 0usize;
+            for round in 0..ROUNDS {
+                // A round lasts until this replica wins once.
+                let lease = loop {
+                    let lease = store
+                        .try_acquire(JOB, &me, Duration::from_secs(60))
+                        .await
+                        .expect("try to acquire");
+                    match lease {
+                        Some(lease) => break lease,
+                        None => {
+                            lost += 1;
+                            assert!(
+                                tokio::time::Instant::now() < deadline,
+                                "round {round} of {me} never won"
+                            );
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                };
+                assert_eq!(lease.holder, me);
+                let before = inside.fetch_add(1, Ordering::SeqCst);
+                assert_eq!(before, 0, "two holders of {JOB} at once");
+                let lapse = (round + r) % 3 == 0;
+                {
+                    let mut grants = grants.lock().expect("the grants");
+                    if let Some((last, _, _)) = grants.last() {
+                        assert_eq!(lease.token, last + 1, "tokens grow by one per grant");
+                    }
+                    grants.push((lease.token, me.clone(), lapse));
+                }
+                tokio::task::yield_now().await;
+                inside.fetch_sub(1, Ordering::SeqCst);
+                if lapse {
+                    // The lease stays this holder's, expired: the next taker takes it over.
+                    store
+                        .renew(&lease, Duration::ZERO)
+                        .await
+                        .expect("renew to lapse");
+                } else {
+                    assert!(store.release(&lease).await.expect("release"));
+                }
+            }
+            lost
+        });
+    }
+    let mut lost = 0;
+    while let Some(res) = tasks.join_next().await {
+        lost += res.expect("a racing replica");
+    }
+    let won = REPLICAS * ROUNDS;
+    let grants = grants.lock().expect("the grants").clone();
+    assert_eq!(grants.len(), won);
+    let tokens: Vec<i64> = grants.iter().map(|g| g.0).collect();
+    let expected: Vec<i64> = (1..=i64::try_from(won).unwrap()).collect();
+    assert_eq!(
+        tokens, expected,
+        "tokens 1, 2, 3... in the order of the grants"
+    );
+    let holders: std::collections::HashSet<&ReplicaId> = grants.iter().map(|g| &g.1).collect();
+    let takeovers = grants.iter().filter(|g| g.2).count();
+    eprintln!(
+        "{:?}: {won} grants to {} replicas, {lost} attempts lost, {takeovers} left to lapse",
+        db.backend,
+        holders.len()
+    );
+    let view = one.leases_view().await.unwrap();
+    assert_eq!(view.len(), 1);
+    assert_eq!(view[0].token, i64::try_from(won).unwrap());
+}
+
+/// A holder's lease lapses; another replica takes the job over with the next token; the old
+/// holder can neither renew nor commit an ingest with its fence (nothing stored, the mark
+/// unmoved), while the new holder's ingest commits.
+async fn an_expired_lease_is_taken_over_and_the_old_holders_ingest_is_refused(db: &TestDb) {
+    let (store, other) = tokio::join!(db.open(), db.open());
+    let src = tenant_with_source(&store, "acme", "amp", SourceKind::SecureEndpoint).await;
+    let job = poll_job(src.id);
+    let (a, b) = (Replica::this_process(), Replica::this_process());
+    store.register_replica(&a).await.unwrap();
+    other.register_replica(&b).await.unwrap();
+    let fenced = |findings: Vec<Finding>, lease: &Lease| IngestBatch {
+        fence: Some(lease.fence()),
+        ..batch(findings)
+    };
+
+    let long = Duration::from_secs(60);
+    let first = store.try_acquire(&job, &a.id, long).await.unwrap().unwrap();
+    assert_eq!((first.token, &first.holder), (1, &a.id));
+    assert_eq!(other.try_acquire(&job, &b.id, long).await.unwrap(), None);
+    let again = store.try_acquire(&job, &a.id, long).await.unwrap().unwrap();
+    assert_eq!(again.token, first.token, "the holder renews: same token");
+    let out = store
+        .ingest(
+            src.id,
+            fenced(
+                vec![endpoint_finding(
+                    "e1",
+                    "pc1",
+                    10,
+                    Severity::High,
+                    "10.0.0.1",
+                )],
+                &first,
+            ),
+        )
+        .await
+        .expect("the holder's ingest");
+    assert_eq!((out.new_findings, out.mark), (1, Some(at(10))));
+
+    // The holder stalls: its lease, renewed with a tiny ttl, lapses.
+    let short = store
+        .try_acquire(&job, &a.id, Duration::from_millis(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(short.token, first.token);
+    until_lease_is_free(&other, &job).await;
+    let stale = |second: i64| {
+        fenced(
+            vec![endpoint_finding(
+                "e2",
+                "pc2",
+                second,
+                Severity::High,
+                "10.0.0.2",
+            )],
+            &first,
+        )
+    };
+    // Expired but not yet taken: already refused.
+    let err = store.ingest(src.id, stale(20)).await;
+    assert!(
+        matches!(&err, Err(StoreError::LeaseLost { job: j }) if *j == job),
+        "{err:?}"
+    );
+
+    let taken = other.try_acquire(&job, &b.id, long).await.unwrap().unwrap();
+    assert_eq!(
+        (taken.token, &taken.holder),
+        (2, &b.id),
+        "taken over, next token"
+    );
+    let renewed = store.renew(&first, long).await;
+    assert!(
+        matches!(renewed, Err(StoreError::LeaseLost { .. })),
+        "{renewed:?}"
+    );
+    assert!(!store.release(&first).await.unwrap(), "nothing to release");
+    assert_eq!(store.try_acquire(&job, &a.id, long).await.unwrap(), None);
+
+    let err = store.ingest(src.id, stale(20)).await;
+    assert!(matches!(err, Err(StoreError::LeaseLost { .. })), "{err:?}");
+    assert_eq!(store.finding_keys("acme", "amp").await.unwrap(), ["e1"]);
+    let source = store.get_source("acme", "amp").await.unwrap().unwrap();
+    assert_eq!(source.cursor_mark, Some(at(10)), "the mark unmoved");
+    assert_eq!(store.counts(None).await.unwrap().incidents, 1);
+
+    let out = other
+        .ingest(
+            src.id,
+            fenced(
+                vec![endpoint_finding(
+                    "e2",
+                    "pc2",
+                    20,
+                    Severity::High,
+                    "10.0.0.2",
+                )],
+                &taken,
+            ),
+        )
+        .await
+        .expect("the new holder's ingest");
+    assert_eq!((out.new_findings, out.mark), (1, Some(at(20))));
+    assert_eq!(
+        store.finding_keys("acme", "amp").await.unwrap(),
+        ["e1", "e2"]
+    );
+
+    // Released, the job is free and the next grant's token is higher still: never reused.
+    assert!(other.release(&taken).await.unwrap());
+    let view = store.leases_view().await.unwrap();
+    assert_eq!(view.len(), 1);
+    assert_eq!((view[0].holder.as_ref(), view[0].token), (None, 2));
+    assert!(view[0].expired);
+    let err = other.ingest(src.id, stale(30)).await;
+    assert!(matches!(err, Err(StoreError::LeaseLost { .. })), "{err:?}");
+    let back = store.try_acquire(&job, &a.id, long).await.unwrap().unwrap();
+    assert_eq!(back.token, 3);
+    let view = other.leases_view().await.unwrap();
+    assert_eq!(
+        (view[0].holder.as_ref(), view[0].token, view[0].expired),
+        (Some(&a.id), 3, false)
+    );
+
+    // A fence for a job that was never granted is refused too.
+    let never = IngestBatch {
+        fence: Some(socbridge_store::Fence {
+            job: "poll:unknown".into(),
+            token: 1,
+        }),
+        ..batch(vec![endpoint_finding(
+            "e3",
+            "pc3",
+            30,
+            Severity::High,
+            "10.0.0.3",
+        )])
+    };
+    let err = store.ingest(src.id, never).await;
+    assert!(matches!(err, Err(StoreError::LeaseLost { .. })), "{err:?}");
+    assert_eq!(store.counts(None).await.unwrap().findings, 2);
+}
+
+/// Three replicas share ten jobs by asking each for its fair share (ceil(10 / 3) = 4): first
+/// one after the other, then thirty jobs all at once; when one retires, the two left take its
+/// jobs up to their new share.
+async fn acquire_many_spreads_jobs_fairly_over_the_live_replicas(db: &TestDb) {
+    use std::collections::BTreeSet;
+    let (one, two, three) = tokio::join!(db.open(), db.open(), db.open());
+    let stores = [one, two, three];
+    let replicas: Vec<Replica> = (0..3).map(|_| Replica::this_process()).collect();
+    for (store, replica) in stores.iter().zip(&replicas) {
+        store.register_replica(replica).await.unwrap();
+    }
+    let live = stores[0]
+        .live_replicas(Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(live, 3);
+    let ttl = Duration::from_secs(60);
+    let jobs = |prefix: &str, n: usize| -> Vec<String> {
+        (0..n).map(|i| format!("{prefix}:{i:03}")).collect()
+    };
+    let all_held = |held: &[Vec<Lease>], jobs: &[String], share: usize| {
+        let mut seen = BTreeSet::new();
+        for (r, leases) in held.iter().enumerate() {
+            assert!(leases.len() <= share, "replica {r} holds {}", leases.len());
+            for l in leases {
+                assert_eq!(l.holder, replicas[r].id);
+                assert!(seen.insert(l.job.clone()), "{} held twice", l.job);
+            }
+        }
+        seen == jobs.iter().cloned().collect::<BTreeSet<_>>()
+    };
+
+    // One after the other: 4, 4, 2.
+    let ten = jobs("poll", 10);
+    let share = fair_share(ten.len(), live);
+    assert_eq!(share, 4);
+    let mut held = Vec::new();
+    for (store, replica) in stores.iter().zip(&replicas) {
+        held.push(
+            store
+                .acquire_many(&replica.id, &ten, share, ttl)
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(held.iter().map(Vec::len).collect::<Vec<_>>(), [4, 4, 2]);
+    assert!(all_held(&held, &ten, share));
+    // A second round renews: the same jobs, the same tokens.
+    let again = stores[0]
+        .acquire_many(&replicas[0].id, &ten, share, ttl)
+        .await
+        .unwrap();
+    let tokens = |leases: &[Lease]| -> Vec<(String, i64)> {
+        leases.iter().map(|l| (l.job.clone(), l.token)).collect()
+    };
+    assert_eq!(tokens(&again), tokens(&held[0]));
+
+    // All at once, in rounds until every job is held (a claim skips rows another replica is
+    // claiming at that moment, so a round may take fewer than the share).
+    let thirty = jobs("outbox", 30);
+    let share = fair_share(thirty.len(), live);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        let ask = |i: usize| stores[i].acquire_many(&replicas[i].id, &thirty, share, ttl);
+        let (a, b, c) = tokio::join!(ask(0), ask(1), ask(2));
+        let held = [a.unwrap(), b.unwrap(), c.unwrap()];
+        if all_held(&held, &thirty, share) {
+            assert_eq!(held.iter().map(Vec::len).collect::<Vec<_>>(), [10, 10, 10]);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "30 jobs not spread after {rounds} rounds: {held:?}"
+        );
+    }
+
+    // One replica retires: its jobs are free at once, and the two left take them up to
+    // their new share, ceil(10 / 2) = 5.
+    stores[0].retire_replica(&replicas[0].id).await.unwrap();
+    let live = stores[1]
+        .live_replicas(Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(live, 2);
+    let share = fair_share(ten.len(), live);
+    let mut held = vec![Vec::new()];
+    for (store, replica) in stores.iter().zip(&replicas).skip(1) {
+        held.push(
+            store
+                .acquire_many(&replica.id, &ten, share, ttl)
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(held.iter().map(Vec::len).collect::<Vec<_>>(), [0, 5, 5]);
+    assert!(all_held(&held, &ten, share));
+    let taken_over = held.iter().flatten().filter(|l| l.token == 2).count();
+    assert_eq!(
+        taken_over, 4,
+        "the retired replica's 4 jobs, granted a second time"
+    );
+    let view = stores[2].leases_view().await.unwrap();
+    assert_eq!(view.len(), 40);
+    assert!(
+        view.iter()
+            .filter(|l| l.job.starts_with("poll:"))
+            .all(|l| !l.expired)
+    );
 }
