@@ -10,6 +10,9 @@
 //!   key, quarantined records per tenant + source + hash of their bytes, at most one open
 //!   incident per subject (`UNIQUE (tenant_id, open_key)`).
 //! - Secrets are opaque sealed bytes here; they never appear in a `Debug` output.
+//! - A write made under a lease (an ingest with a [`Fence`]) commits only while that lease is
+//!   still its job's current, unexpired grant: the fencing token is checked inside the
+//!   committing transaction (module `leases`).
 //!
 //! One SQL text serves both backends through sqlx's `Any` driver with `$N` placeholders; only
 //! 64-bit integers, text and bytes cross it (times are `Timestamp` microseconds). Where a
