@@ -173,6 +173,8 @@ both_backends!(
     replicas_racing_for_a_job_hold_it_one_at_a_time_with_growing_tokens,
     an_expired_lease_is_taken_over_and_the_old_holders_ingest_is_refused,
     acquire_many_spreads_jobs_fairly_over_the_live_replicas,
+    acquire_many_under_churn_never_grants_a_job_twice,
+    a_takeover_waits_for_the_fenced_ingest_in_flight,
 );
 
 async fn xdr_work_follows_new_incidents_and_every_status_change(db: &TestDb) {
@@ -3003,5 +3005,222 @@ async fn acquire_many_spreads_jobs_fairly_over_the_live_replicas(db: &TestDb) {
         view.iter()
             .filter(|l| l.job.starts_with("poll:"))
             .all(|l| !l.expired)
+    );
+
+    // A retired replica is gone: its heartbeat is refused. One that stops beating drops out of
+    // the live count once `within` has passed, while one that beats stays in it.
+    let err = stores[0].heartbeat(&replicas[0].id).await;
+    assert!(matches!(err, Err(StoreError::NotFound { .. })), "{err:?}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        stores[1].heartbeat(&replicas[1].id).await.unwrap();
+        let live = stores[1]
+            .live_replicas(Duration::from_millis(50))
+            .await
+            .unwrap();
+        if live == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the silent replica still counts as live"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let listed: Vec<ReplicaId> = stores[2]
+        .replicas()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let mut expected = vec![replicas[1].id.clone(), replicas[2].id.clone()];
+    expected.sort();
+    assert_eq!(listed, expected);
+}
+
+/// Three replicas (three pools) run 100 scheduling rounds each over 12 jobs at once, each
+/// asking for its fair share of 4, renewing what it holds, and giving one job up per round
+/// (released, or left to lapse every other time), so that jobs keep changing hands through
+/// the `SKIP LOCKED` claim. An in-memory ledger of who holds what checks every answer: never
+/// a job held by two replicas, never more than the share, each job's tokens only growing.
+async fn acquire_many_under_churn_never_grants_a_job_twice(db: &TestDb) {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    const JOBS: usize = 12;
+    const REPLICAS: usize = 3;
+    const ROUNDS: usize = 100;
+    let share = fair_share(JOBS, REPLICAS);
+    let jobs: Arc<Vec<String>> = Arc::new((0..JOBS).map(|i| format!("poll:{i}")).collect());
+    /// Who holds what, as the answers said: job -> (holder, token) while held, and job ->
+    /// the last token ever granted.
+    #[derive(Default)]
+    struct Ledger {
+        owners: HashMap<String, (ReplicaId, i64)>,
+        last: HashMap<String, i64>,
+    }
+    let ledger: Arc<Mutex<Ledger>> = Arc::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    for r in 0..REPLICAS {
+        let store = db.open().await;
+        let jobs = jobs.clone();
+        let ledger = ledger.clone();
+        tasks.spawn(async move {
+            let me = Replica::this_process().id;
+            let (mut grants, mut lapsed) = (0usize, 0usize);
+            for round in 0..ROUNDS {
+                let held = store
+                    .acquire_many(&me, &jobs, share, Duration::from_secs(60))
+                    .await
+                    .expect("a lease round");
+                assert!(held.len() <= share, "{me} holds {}", held.len());
+                {
+                    let mut ledger = ledger.lock().expect("the ledger");
+                    let Ledger { owners, last } = &mut *ledger;
+                    for lease in &held {
+                        assert_eq!(lease.holder, me);
+                        match owners.get(&lease.job) {
+                            Some((holder, token)) => assert_eq!(
+                                (holder, *token),
+                                (&me, lease.token),
+                                "{} granted to {me} while held",
+                                lease.job
+                            ),
+                            None => {
+                                let before = last.get(&lease.job).copied().unwrap_or(0);
+                                assert!(
+                                    lease.token > before,
+                                    "{}: token {} after {before}",
+                                    lease.job,
+                                    lease.token
+                                );
+                                last.insert(lease.job.clone(), lease.token);
+                                owners.insert(lease.job.clone(), (me.clone(), lease.token));
+                                grants += 1;
+                            }
+                        }
+                    }
+                }
+                // Give one up: out of the ledger first, then in the store, so that nobody can
+                // be granted it while the ledger still names this replica.
+                if let Some(lease) = held.get((round + r) % held.len().max(1)) {
+                    ledger.lock().expect("the ledger").owners.remove(&lease.job);
+                    if round % 2 == 0 {
+                        store.renew(lease, Duration::ZERO).await.expect("lapse");
+                        lapsed += 1;
+                    } else {
+                        assert!(store.release(lease).await.expect("release"));
+                    }
+                }
+            }
+            (grants, lapsed)
+        });
+    }
+    let (mut grants, mut lapsed) = (0, 0);
+    while let Some(res) = tasks.join_next().await {
+        let (g, l) = res.expect("a replica's rounds");
+        grants += g;
+        lapsed += l;
+    }
+    let tokens: i64 = ledger.lock().expect("the ledger").last.values().sum();
+    assert_eq!(
+        tokens,
+        i64::try_from(grants).unwrap(),
+        "every grant took the next token of its job"
+    );
+    eprintln!(
+        "{:?}: {grants} grants of {JOBS} jobs, {lapsed} left to lapse",
+        db.backend
+    );
+    assert!(grants > JOBS, "jobs changed hands");
+}
+
+/// A holder ingests large fenced pages under a lease with a short ttl, renewing before each;
+/// another replica keeps trying to take the job over and, the moment it has, reads which
+/// findings are stored. Nothing the old holder sends may commit after that: a page whose fence
+/// was checked before the takeover commits before it (the takeover waits on the lease row, or
+/// on SQLite's write lock), and any later page is refused.
+async fn a_takeover_waits_for_the_fenced_ingest_in_flight(db: &TestDb) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const TAKEOVERS: usize = 4;
+    const PAGE: i64 = 600;
+    let (old, new) = tokio::join!(db.open(), db.open());
+    let src = tenant_with_source(&old, "acme", "amp", SourceKind::SecureEndpoint).await;
+    let (mut committed, mut refused) = (0usize, 0usize);
+    for round in 0..TAKEOVERS {
+        let job = format!("{}:{round}", poll_job(src.id));
+        let a = Replica::this_process().id;
+        let b = Replica::this_process().id;
+        let taken = Arc::new(AtomicBool::new(false));
+        let holder = {
+            let (store, job, taken) = (old.clone(), job.clone(), taken.clone());
+            let source_id = src.id;
+            tokio::spawn(async move {
+                let (mut committed, mut refused) = (0usize, 0usize);
+                let mut page = 0i64;
+                while !taken.load(Ordering::SeqCst) {
+                    let Some(lease) = store
+                        .try_acquire(&job, &a, Duration::from_millis(20))
+                        .await
+                        .expect("try to acquire")
+                    else {
+                        break;
+                    };
+                    let base = (i64::try_from(round).unwrap() * 1_000 + page) * PAGE;
+                    let findings = (base..base + PAGE)
+                        .map(|n| {
+                            endpoint_finding(
+                                &format!("a{n}"),
+                                &format!("pc{}", n % 7),
+                                n,
+                                Severity::High,
+                                "10.0.0.1",
+                            )
+                        })
+                        .collect();
+                    let page_batch = IngestBatch {
+                        fence: Some(lease.fence()),
+                        ..batch(findings)
+                    };
+                    match store.ingest(source_id, page_batch).await {
+                        Ok(_) => committed += 1,
+                        Err(StoreError::LeaseLost { .. }) => refused += 1,
+                        Err(e) => panic!("a fenced ingest: {e}"),
+                    }
+                    page += 1;
+                }
+                (committed, refused)
+            })
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let lease = loop {
+            if let Some(lease) = new
+                .try_acquire(&job, &b, Duration::from_secs(60))
+                .await
+                .unwrap()
+            {
+                break lease;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never taken over");
+            tokio::task::yield_now().await;
+        };
+        let at_takeover = new.finding_keys("acme", "amp").await.unwrap();
+        taken.store(true, Ordering::SeqCst);
+        let (c, r) = holder.await.expect("the old holder");
+        committed += c;
+        refused += r;
+        let after = new.finding_keys("acme", "amp").await.unwrap();
+        assert_eq!(
+            after.len(),
+            at_takeover.len(),
+            "the old holder committed after the takeover (token {})",
+            lease.token
+        );
+        assert!(new.release(&lease).await.unwrap());
+    }
+    eprintln!(
+        "{:?}: {TAKEOVERS} takeovers, {committed} fenced pages committed, {refused} refused",
+        db.backend
     );
 }
