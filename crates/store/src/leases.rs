@@ -16,6 +16,9 @@
 //! between the check and the commit; on SQLite the write transaction holds the database's
 //! write lock, which serialises the same way.
 //!
+//! Times are this process's clock: a skew between replicas stretches or shortens a lease by
+//! the skew, but the fence compares tokens first, so no clock lets stale work commit.
+//!
 //! Invariants: at most one holder has an unexpired lease on a job at any time (a grant is one
 //! atomic statement on a row: an upsert, or an update of rows locked `FOR UPDATE SKIP
 //! LOCKED`); a job's token is strictly increasing across grants.
