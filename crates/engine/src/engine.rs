@@ -114,7 +114,7 @@ pub(crate) enum SourceClient {
     ),
     SymantecMss(
         crate::settings::SymantecMssSettings,
-        Arc<socbridge_connectors::symantec_mss::SymantecMssClient>,
+        socbridge_connectors::symantec_mss::SymantecMssClient,
     ),
     Umbrella(
         crate::settings::UmbrellaSettings,
@@ -147,17 +147,7 @@ pub(crate) struct Inner {
     pub(crate) metrics: crate::metrics::EngineMetrics,
     /// Cisco XDR tokens, one per (token URL, API client), shared by every item of a tenant.
     pub(crate) xdr_tokens: socbridge_connectors::TokenCache,
-    /// Symantec MSS clients by source id, with the digest of the settings and sealed
-    /// credentials they were built from: opening a `.p12` and preparing TLS with it costs
-    /// milliseconds, which a thousand sources polled every minute would pay each time.
-    symantec_clients: Mutex<std::collections::HashMap<i64, CachedMssClient>>,
 }
-
-/// A Symantec MSS client and the digest of what it was built from.
-type CachedMssClient = (
-    [u8; 32],
-    Arc<socbridge_connectors::symantec_mss::SymantecMssClient>,
-);
 
 impl Engine {
     pub fn new(store: Store, key: MasterKey, opts: EngineOptions) -> Self {
@@ -175,7 +165,6 @@ impl Engine {
                 umbrella_http: std::sync::OnceLock::new(),
                 metrics: crate::metrics::EngineMetrics::default(),
                 xdr_tokens: socbridge_connectors::TokenCache::new(),
-                symantec_clients: Mutex::default(),
             }),
         }
     }
@@ -451,7 +440,8 @@ impl Engine {
                 Ok(SourceClient::SecureEndpoint(se, client))
             }
             SourceSettings::SymantecMss(mss) => {
-                let client = self.symantec_client(src, &mss, &secrets)?;
+                let client = crate::symantec::client(&mss, &secrets, &self.inner.opts.http)
+                    .map_err(|e| e.to_string())?;
                 Ok(SourceClient::SymantecMss(mss, client))
             }
             SourceSettings::Umbrella(u) => {
@@ -459,47 +449,6 @@ impl Engine {
                 Ok(SourceClient::Umbrella(u, client))
             }
         }
-    }
-
-    /// The source's Symantec MSS client: the one built before, while the source's settings
-    /// and sealed credentials are unchanged and its certificate has not expired (an expired
-    /// one is built again, which fails naming the expiry), else a new one.
-    fn symantec_client(
-        &self,
-        src: &SourceRecord,
-        mss: &crate::settings::SymantecMssSettings,
-        secrets: &SecretFields,
-    ) -> Result<Arc<socbridge_connectors::symantec_mss::SymantecMssClient>, String> {
-        use sha2::Digest as _;
-        let mut digest = sha2::Sha256::new();
-        digest.update(src.settings.to_string().as_bytes());
-        digest.update([0]);
-        digest.update(src.secret.as_deref().unwrap_or_default());
-        let digest: [u8; 32] = digest.finalize().into();
-        let now = Timestamp::now();
-        {
-            let cache = self
-                .inner
-                .symantec_clients
-                .lock()
-                .expect("client cache lock poisoned");
-            let reusable = cache
-                .get(&src.id)
-                .filter(|(d, client)| *d == digest && client.certificate().not_after > now);
-            if let Some((_, client)) = reusable {
-                return Ok(client.clone());
-            }
-        }
-        let client = Arc::new(
-            crate::symantec::client(mss, secrets, &self.inner.opts.http)
-                .map_err(|e| e.to_string())?,
-        );
-        self.inner
-            .symantec_clients
-            .lock()
-            .expect("client cache lock poisoned")
-            .insert(src.id, (digest, client.clone()));
-        Ok(client)
     }
 
     async fn poll_source_inner(
