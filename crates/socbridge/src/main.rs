@@ -35,17 +35,18 @@ pub fn bad_input(msg: impl Into<String>) -> anyhow::Error {
 
 /// glibc gives each thread that meets contention a malloc arena of its own, up to eight per
 /// core, and memory freed in one arena is not reused by another: a long-running `serve` with
-/// many tasks moving between worker threads ends up holding far more than it uses (the scale
-/// run peaked at 207 MiB, 156 MiB with two arenas, for the same CPU). So the arenas are capped
-/// at the number of cores (at least 2), before any thread starts, unless `MALLOC_ARENA_MAX`
-/// says otherwise (glibc reads it itself).
+/// many tasks moving between worker threads ends up holding far more than it uses. So the
+/// arenas are capped at two per core, before any thread starts, unless `MALLOC_ARENA_MAX`
+/// says otherwise (glibc reads it itself). Measured on 2 cores (BENCHMARKS.md): the scale
+/// run's peak RSS is 207 MiB with glibc's default, 174 MiB with four arenas, 156 MiB with two;
+/// two cost the end-to-end run a fifth of its throughput in malloc lock waits, four less.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn limit_malloc_arenas() {
     if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
         return;
     }
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let arenas = libc::c_int::try_from(cores.max(2)).unwrap_or(libc::c_int::MAX);
+    let arenas = libc::c_int::try_from(cores.saturating_mul(2)).unwrap_or(libc::c_int::MAX);
     // SAFETY: mallopt only sets a tunable of the allocator; it is called before any other
     // thread exists, and a refused value (return 0) leaves glibc's default in place.
     unsafe {
