@@ -18,15 +18,14 @@
 //! its counters kept ([`CollectorHandle::stop`], [`CollectorHandle::restart`]), as a collector
 //! that goes down and comes back. The control API is under `/_sim/collector/` on the same port.
 
-use crate::net::{self, KillStream};
+use crate::net::{self, Conn, KillListener};
 use crate::state::{BodyFault, CommonRates, FaultRates};
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::serve::{IncomingStream, Listener};
 use rand::SeedableRng as _;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -34,10 +33,9 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -261,7 +259,7 @@ impl CollectorHandle {
         let token = stop.clone();
         let task = tokio::spawn(async move {
             let served = axum::serve(
-                ColListener { inner: listener },
+                KillListener::new(listener, "SIEM collector"),
                 app.into_make_service_with_connect_info::<Conn>(),
             )
             .with_graceful_shutdown(token.cancelled_owned())
@@ -344,50 +342,6 @@ impl Drop for CollectorHandle {
         if let Some((stop, _)) = &self.running {
             stop.cancel();
         }
-    }
-}
-
-// A listener whose connections a handler can cut (commit-then-drop).
-
-#[derive(Clone, Debug)]
-struct Conn {
-    killed: Arc<AtomicBool>,
-}
-
-struct ColListener {
-    inner: TcpListener,
-}
-
-impl Listener for ColListener {
-    type Io = KillStream<TcpStream>;
-    type Addr = Conn;
-
-    async fn accept(&mut self) -> (KillStream<TcpStream>, Conn) {
-        loop {
-            match self.inner.accept().await {
-                Ok((stream, _)) => {
-                    let killed = Arc::new(AtomicBool::new(false));
-                    return (KillStream::new(stream, killed.clone()), Conn { killed });
-                }
-                Err(e) => {
-                    tracing::warn!("sim: SIEM collector accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Conn> {
-        self.inner.local_addr()?;
-        Ok(Conn {
-            killed: Arc::new(AtomicBool::new(false)),
-        })
-    }
-}
-
-impl Connected<IncomingStream<'_, ColListener>> for Conn {
-    fn connect_info(stream: IncomingStream<'_, ColListener>) -> Self {
-        stream.remote_addr().clone()
     }
 }
 
@@ -592,7 +546,7 @@ async fn handle(
     st.keep(request_id, events);
     if commit_drop {
         // Kept; the answer never leaves.
-        conn.killed.store(true, Ordering::SeqCst);
+        conn.kill();
         st.counters.faults.commit_drop += 1;
         return answer(StatusCode::OK, &json!({}));
     }

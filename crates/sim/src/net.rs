@@ -1,5 +1,6 @@
-//! What the emulators' servers share on the socket: binding a port, a stream a handler can
-//! cut (commit-drop), HTTP Basic credentials, and a 2xx answer spoiled by a body fault.
+//! What the emulators' servers share on the socket: binding a port, a listener whose
+//! connections a handler can cut (commit-drop), HTTP Basic credentials, and a 2xx answer
+//! spoiled by a body fault.
 
 use crate::state::BodyFault;
 use axum::body::{Body, Bytes};
@@ -15,6 +16,87 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
+
+// ---------------------------------------------------------------------------------------
+// A listener whose connections a handler can cut (commit-then-drop).
+
+/// One accepted connection as handlers see it (`ConnectInfo<Conn>`): the peer, and a switch
+/// that makes every further read or write on the socket fail, so the server drops the
+/// connection without sending what the handler returned.
+#[derive(Clone, Debug)]
+pub(crate) struct Conn {
+    pub peer: SocketAddr,
+    killed: Arc<AtomicBool>,
+}
+
+impl Conn {
+    /// Cuts the connection: what the handler answers is never sent.
+    pub(crate) fn kill(&self) {
+        self.killed.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A listening socket handing out [`KillStream`]s, for `axum::serve` with
+/// `into_make_service_with_connect_info::<Conn>()`.
+pub(crate) struct KillListener {
+    inner: TcpListener,
+    /// The emulator's name, for the log.
+    name: &'static str,
+}
+
+impl KillListener {
+    pub(crate) fn new(inner: TcpListener, name: &'static str) -> Self {
+        KillListener { inner, name }
+    }
+}
+
+impl axum::serve::Listener for KillListener {
+    type Io = KillStream<tokio::net::TcpStream>;
+    type Addr = Conn;
+
+    async fn accept(&mut self) -> (Self::Io, Conn) {
+        loop {
+            match self.inner.accept().await {
+                Ok((stream, peer)) => {
+                    let killed = Arc::new(AtomicBool::new(false));
+                    return (
+                        KillStream::new(stream, killed.clone()),
+                        Conn { peer, killed },
+                    );
+                }
+                // Out of descriptors and the like: wait a little instead of spinning.
+                Err(e) => {
+                    tracing::warn!("sim: {} accept failed: {e}", self.name);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Conn> {
+        Ok(Conn {
+            peer: self.inner.local_addr()?,
+            killed: Arc::new(AtomicBool::new(false)),
+        })
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, KillListener>>
+    for Conn
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, KillListener>) -> Self {
+        stream.remote_addr().clone()
+    }
+}
+
+/// Binds a port for an emulator whose answers may be cut: the listener and the address it took.
+pub(crate) async fn bind_killable(
+    addr: SocketAddr,
+    name: &'static str,
+) -> io::Result<(KillListener, SocketAddr)> {
+    let (inner, local) = bind(addr).await?;
+    Ok((KillListener::new(inner, name), local))
+}
 
 /// Binds a port: the listener and the address it took.
 pub(crate) async fn bind(addr: SocketAddr) -> io::Result<(TcpListener, SocketAddr)> {

@@ -21,16 +21,14 @@
 //!   carried (`duplicates_by_external_id`, which a correct client keeps at 0).
 
 use crate::RequestCounters;
-use crate::net::{self, KillStream};
+use crate::net::{self, Conn, KillListener};
 use crate::state::{BodyFault, FaultRates};
 use crate::world::purpose_rng;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::connect_info::Connected;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
-use axum::serve::{IncomingStream, Listener};
 use rand::Rng as _;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -38,10 +36,8 @@ use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 /// How to run the XDR emulator (part of [`crate::SimConfig`]).
@@ -377,63 +373,13 @@ impl Xdr {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// A listener whose connections a handler can cut (commit-then-drop).
-
-#[derive(Clone, Debug)]
-pub(crate) struct Conn {
-    peer: SocketAddr,
-    killed: Arc<AtomicBool>,
-}
-
-pub(crate) struct XdrListener {
-    inner: TcpListener,
-}
-
-impl Listener for XdrListener {
-    type Io = KillStream<TcpStream>;
-    type Addr = Conn;
-
-    async fn accept(&mut self) -> (KillStream<TcpStream>, Conn) {
-        loop {
-            match self.inner.accept().await {
-                Ok((stream, peer)) => {
-                    let killed = Arc::new(AtomicBool::new(false));
-                    return (
-                        KillStream::new(stream, killed.clone()),
-                        Conn { peer, killed },
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!("sim: XDR accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Conn> {
-        Ok(Conn {
-            peer: self.inner.local_addr()?,
-            killed: Arc::new(AtomicBool::new(false)),
-        })
-    }
-}
-
-impl Connected<IncomingStream<'_, XdrListener>> for Conn {
-    fn connect_info(stream: IncomingStream<'_, XdrListener>) -> Self {
-        stream.remote_addr().clone()
-    }
-}
-
 /// Binds the emulator's port.
-pub(crate) async fn bind(addr: SocketAddr) -> io::Result<(XdrListener, SocketAddr)> {
-    let (inner, local) = net::bind(addr).await?;
-    Ok((XdrListener { inner }, local))
+pub(crate) async fn bind(addr: SocketAddr) -> io::Result<(KillListener, SocketAddr)> {
+    net::bind_killable(addr, "XDR").await
 }
 
 /// Serves until shutdown.
-pub(crate) async fn serve(xdr: Arc<Xdr>, listener: XdrListener) {
+pub(crate) async fn serve(xdr: Arc<Xdr>, listener: KillListener) {
     let stop = xdr.shutdown.clone();
     let app = Router::new().fallback(handle).with_state(xdr);
     if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<Conn>())
@@ -941,7 +887,7 @@ async fn handle(
         ctia(&xdr, &mut st, org, &method, route(&path), &body)
     };
     if commit_drop && written && is_write(&method) {
-        conn.killed.store(true, Ordering::SeqCst);
+        conn.kill();
         tracing::debug!(peer = %conn.peer, %path, "sim: XDR write committed, answer dropped");
         let mut st = xdr.lock();
         st.counters.faults.commit_drop += 1;

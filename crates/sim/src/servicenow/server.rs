@@ -11,22 +11,19 @@
 use super::instance::{self, Display, Refusal, Row, Table, View};
 use super::query::Query;
 use super::{Plan, Sn, Spoil, WriteOutcome, now_text};
-use crate::net::{self, KillStream};
+use crate::net::{self, Conn, KillListener};
 use crate::wire::{self, RequestUrl};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
-use axum::serve::{IncomingStream, Listener};
 use serde_json::{Map, Value, json};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::net::{TcpListener, TcpStream};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Content type of every Table API answer (the instance's spelling).
 const JSON: &str = "application/json;charset=UTF-8";
@@ -35,74 +32,13 @@ const MAX_BODY: usize = 4 << 20;
 /// `sysparm_limit` when absent: the Table API's documented default.
 const DEFAULT_LIMIT: usize = 10_000;
 
-// ---------------------------------------------------------------------------------------
-// A listener whose connections a handler can cut.
-
-/// One accepted connection as handlers see it: the peer, and a switch that makes every
-/// further read or write on the socket fail, so the server drops the connection without
-/// sending what the handler returned.
-#[derive(Clone, Debug)]
-pub(crate) struct Conn {
-    pub peer: SocketAddr,
-    killed: Arc<AtomicBool>,
-}
-
-impl Conn {
-    fn kill(&self) {
-        self.killed.store(true, Ordering::SeqCst);
-    }
-}
-
-/// The instance's listening socket.
-pub(crate) struct SnListener {
-    inner: TcpListener,
-}
-
-impl Listener for SnListener {
-    type Io = KillStream<TcpStream>;
-    type Addr = Conn;
-
-    async fn accept(&mut self) -> (KillStream<TcpStream>, Conn) {
-        loop {
-            match self.inner.accept().await {
-                Ok((stream, peer)) => {
-                    let killed = Arc::new(AtomicBool::new(false));
-                    return (
-                        KillStream::new(stream, killed.clone()),
-                        Conn { peer, killed },
-                    );
-                }
-                // Out of descriptors and the like: wait a little instead of spinning.
-                Err(e) => {
-                    tracing::warn!("sim: ServiceNow accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Conn> {
-        Ok(Conn {
-            peer: self.inner.local_addr()?,
-            killed: Arc::new(AtomicBool::new(false)),
-        })
-    }
-}
-
-impl Connected<IncomingStream<'_, SnListener>> for Conn {
-    fn connect_info(stream: IncomingStream<'_, SnListener>) -> Self {
-        stream.remote_addr().clone()
-    }
-}
-
 /// Binds the instance's port.
-pub(crate) async fn bind(addr: SocketAddr) -> io::Result<(SnListener, SocketAddr)> {
-    let (inner, local) = net::bind(addr).await?;
-    Ok((SnListener { inner }, local))
+pub(crate) async fn bind(addr: SocketAddr) -> io::Result<(KillListener, SocketAddr)> {
+    net::bind_killable(addr, "ServiceNow").await
 }
 
 /// Serves until shutdown.
-pub(crate) async fn serve(sn: Arc<Sn>, listener: SnListener) {
+pub(crate) async fn serve(sn: Arc<Sn>, listener: KillListener) {
     let stop = sn.shutdown.clone();
     let app = Router::new().fallback(handle).with_state(sn);
     if let Err(e) = axum::serve(listener, app.into_make_service_with_connect_info::<Conn>())
