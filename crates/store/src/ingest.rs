@@ -51,6 +51,8 @@ struct SourceCursor {
 struct Attached {
     id: i64,
     created: bool,
+    /// Its severity rank before this ingest adds to it.
+    severity: i64,
 }
 
 impl Store {
@@ -420,8 +422,8 @@ impl Store {
                         let opened = self
                             .open_incident(conn, tenant_id, key, group_by, f, now)
                             .await?;
-                        own = Some((opened.id, f.severity.rank()));
-                        (opened.id, f.severity.rank(), opened.created)
+                        own = Some((opened.id, opened.severity));
+                        (opened.id, opened.severity, opened.created)
                     }
                 },
             };
@@ -466,10 +468,18 @@ impl Store {
         if let Some(id) = id {
             let detail = format!("opened by {} finding {}", f.source_kind, f.vendor_key);
             add_event(conn, id, now, "created", SYSTEM_ACTOR, &detail).await?;
-            return Ok(Attached { id, created: true });
+            return Ok(Attached {
+                id,
+                created: true,
+                severity: f.severity.rank(),
+            });
         }
         match self.find_incident(conn, tenant_id, key, group_by).await? {
-            Some((id, _)) => Ok(Attached { id, created: false }),
+            Some((id, severity)) => Ok(Attached {
+                id,
+                created: false,
+                severity,
+            }),
             None => Err(StoreError::Conflict {
                 detail: format!("the incident of `{key}` changed under this ingest; try again"),
             }),
