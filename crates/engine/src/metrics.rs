@@ -69,6 +69,16 @@ pub struct EngineMetrics {
 
 impl EngineMetrics {
     pub(crate) fn record_poll(&self, report: &PollReport) {
+        self.record(report, true);
+    }
+
+    /// What a batch of pushed events stored: counted with its source's findings, records and
+    /// duplicates, but not as a poll.
+    pub(crate) fn record_push(&self, report: &PollReport) {
+        self.record(report, false);
+    }
+
+    fn record(&self, report: &PollReport, poll: bool) {
         let Ok(mut m) = self.inner.lock() else {
             return;
         };
@@ -80,10 +90,12 @@ impl EngineMetrics {
                 report.kind.to_string(),
             ))
             .or_default();
-        if report.error.is_some() {
-            c.failed += 1;
-        } else {
-            c.ok += 1;
+        if poll {
+            if report.error.is_some() {
+                c.failed += 1;
+            } else {
+                c.ok += 1;
+            }
         }
         c.records += report.records as u64;
         c.new_findings += report.new_findings as u64;

@@ -178,6 +178,7 @@ async fn session(
         let quarantined = std::mem::take(&mut batch.quarantined);
         match store_pushed(&engine.inner.store, src, findings, quarantined, &mut report).await {
             Ok(()) => {
+                engine.inner.metrics.record_push(&report);
                 tracing::debug!(
                     tenant = %src.tenant, source = %src.name, deliveries = report.records,
                     new = report.new_findings, duplicates = report.duplicates,

@@ -138,6 +138,18 @@ async fn a_pushed_event_becomes_a_ticketed_incident_without_a_poll() {
         source.cursor_mark, None,
         "a pushed event does not move the poll's cursor"
     );
+    let counted = rig.engine.metrics().snapshot();
+    let counted: Vec<_> = counted
+        .polls
+        .iter()
+        .filter(|((tenant, source, _), _)| tenant == "acme" && source == SOURCE)
+        .map(|(_, c)| (c.new_findings, c.ok + c.failed))
+        .collect();
+    assert_eq!(
+        counted,
+        [(1, 1)],
+        "the pushed finding is counted with its source's findings, and only the first poll as a poll"
+    );
 
     stop.cancel();
     task.await.unwrap();
