@@ -19,7 +19,7 @@
 //! that goes down and comes back. The control API is under `/_sim/collector/` on the same port.
 
 use crate::net::{self, Conn, KillListener};
-use crate::state::{BodyFault, CommonRates, FaultRates};
+use crate::state::BodyFault;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::connect_info::ConnectInfo;
@@ -92,35 +92,7 @@ pub struct CollectorFaults {
     pub rate_commit_drop: f64,
 }
 
-impl FaultRates for CollectorFaults {
-    fn rates_mut(&mut self) -> Vec<&mut f64> {
-        vec![
-            &mut self.rate_429,
-            &mut self.rate_500,
-            &mut self.rate_503,
-            &mut self.rate_slow,
-            &mut self.rate_drop,
-            &mut self.rate_truncate,
-            &mut self.rate_commit_drop,
-        ]
-    }
-
-    fn common(&self) -> CommonRates {
-        CommonRates {
-            slow: self.rate_slow,
-            slow_ms: self.slow_ms,
-            status_429: self.rate_429,
-            status_500: self.rate_500,
-            status_503: self.rate_503,
-            drop: self.rate_drop,
-            truncate: self.rate_truncate,
-        }
-    }
-
-    fn extra(&self) -> f64 {
-        self.rate_commit_drop
-    }
-}
+crate::state::seven_fault_rates!(CollectorFaults, rate_commit_drop);
 
 /// What the collector received (`GET /_sim/collector/counters`).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]

@@ -197,6 +197,44 @@ pub(crate) trait FaultRates: Clone {
     fn extra(&self) -> f64;
 }
 
+/// [`FaultRates`] for an emulator's fault settings holding the six common rates under their
+/// usual names (`rate_slow`, `slow_ms`, `rate_429`, `rate_500`, `rate_503`, `rate_drop`,
+/// `rate_truncate`) plus the named field of its own seventh fault.
+macro_rules! seven_fault_rates {
+    ($faults:ty, $extra:ident) => {
+        impl $crate::state::FaultRates for $faults {
+            fn rates_mut(&mut self) -> Vec<&mut f64> {
+                vec![
+                    &mut self.rate_429,
+                    &mut self.rate_500,
+                    &mut self.rate_503,
+                    &mut self.rate_slow,
+                    &mut self.rate_drop,
+                    &mut self.rate_truncate,
+                    &mut self.$extra,
+                ]
+            }
+
+            fn common(&self) -> $crate::state::CommonRates {
+                $crate::state::CommonRates {
+                    slow: self.rate_slow,
+                    slow_ms: self.slow_ms,
+                    status_429: self.rate_429,
+                    status_500: self.rate_500,
+                    status_503: self.rate_503,
+                    drop: self.rate_drop,
+                    truncate: self.rate_truncate,
+                }
+            }
+
+            fn extra(&self) -> f64 {
+                self.$extra
+            }
+        }
+    };
+}
+pub(crate) use seven_fault_rates;
+
 /// Fault rates as probabilities: NaN and out-of-range values are clamped into [0, 1].
 pub(crate) fn sanitise<F: FaultRates>(mut f: F) -> F {
     for r in f.rates_mut() {
@@ -741,32 +779,4 @@ impl State {
     }
 }
 
-impl FaultRates for Faults {
-    fn rates_mut(&mut self) -> Vec<&mut f64> {
-        vec![
-            &mut self.rate_429,
-            &mut self.rate_500,
-            &mut self.rate_503,
-            &mut self.rate_slow,
-            &mut self.rate_drop,
-            &mut self.rate_truncate,
-            &mut self.rate_duplicate,
-        ]
-    }
-
-    fn common(&self) -> CommonRates {
-        CommonRates {
-            slow: self.rate_slow,
-            slow_ms: self.slow_ms,
-            status_429: self.rate_429,
-            status_500: self.rate_500,
-            status_503: self.rate_503,
-            drop: self.rate_drop,
-            truncate: self.rate_truncate,
-        }
-    }
-
-    fn extra(&self) -> f64 {
-        self.rate_duplicate
-    }
-}
+crate::state::seven_fault_rates!(Faults, rate_duplicate);

@@ -22,7 +22,7 @@
 
 use crate::RequestCounters;
 use crate::net::{self, Conn, KillListener};
-use crate::state::{BodyFault, FaultRates};
+use crate::state::BodyFault;
 use crate::world::purpose_rng;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -83,35 +83,7 @@ pub struct XdrFaults {
     pub rate_commit_drop: f64,
 }
 
-impl FaultRates for XdrFaults {
-    fn rates_mut(&mut self) -> Vec<&mut f64> {
-        vec![
-            &mut self.rate_429,
-            &mut self.rate_500,
-            &mut self.rate_503,
-            &mut self.rate_slow,
-            &mut self.rate_drop,
-            &mut self.rate_truncate,
-            &mut self.rate_commit_drop,
-        ]
-    }
-
-    fn common(&self) -> crate::state::CommonRates {
-        crate::state::CommonRates {
-            slow: self.rate_slow,
-            slow_ms: self.slow_ms,
-            status_429: self.rate_429,
-            status_500: self.rate_500,
-            status_503: self.rate_503,
-            drop: self.rate_drop,
-            truncate: self.rate_truncate,
-        }
-    }
-
-    fn extra(&self) -> f64 {
-        self.rate_commit_drop
-    }
-}
+crate::state::seven_fault_rates!(XdrFaults, rate_commit_drop);
 
 /// A tenant's XDR API client (part of [`XdrEndpoints`]).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

@@ -315,35 +315,7 @@ pub(crate) struct Sn {
 /// A committed change's journal rows, newest per field, for the push.
 pub(crate) use instance::Change;
 
-impl crate::state::FaultRates for ServiceNowFaults {
-    fn rates_mut(&mut self) -> Vec<&mut f64> {
-        vec![
-            &mut self.rate_429,
-            &mut self.rate_500,
-            &mut self.rate_503,
-            &mut self.rate_slow,
-            &mut self.rate_drop,
-            &mut self.rate_truncate,
-            &mut self.rate_commit_drop,
-        ]
-    }
-
-    fn common(&self) -> crate::state::CommonRates {
-        crate::state::CommonRates {
-            slow: self.rate_slow,
-            slow_ms: self.slow_ms,
-            status_429: self.rate_429,
-            status_500: self.rate_500,
-            status_503: self.rate_503,
-            drop: self.rate_drop,
-            truncate: self.rate_truncate,
-        }
-    }
-
-    fn extra(&self) -> f64 {
-        self.rate_commit_drop
-    }
-}
+crate::state::seven_fault_rates!(ServiceNowFaults, rate_commit_drop);
 
 /// Wall-clock now as the instance writes times: `YYYY-MM-DD HH:MM:SS`, UTC.
 pub(crate) fn now_text() -> String {

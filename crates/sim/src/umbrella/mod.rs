@@ -393,35 +393,7 @@ pub(crate) struct Umb {
     pub shutdown: CancellationToken,
 }
 
-impl crate::state::FaultRates for UmbrellaFaults {
-    fn rates_mut(&mut self) -> Vec<&mut f64> {
-        vec![
-            &mut self.rate_429,
-            &mut self.rate_500,
-            &mut self.rate_503,
-            &mut self.rate_slow,
-            &mut self.rate_drop,
-            &mut self.rate_truncate,
-            &mut self.rate_duplicate,
-        ]
-    }
-
-    fn common(&self) -> crate::state::CommonRates {
-        crate::state::CommonRates {
-            slow: self.rate_slow,
-            slow_ms: self.slow_ms,
-            status_429: self.rate_429,
-            status_500: self.rate_500,
-            status_503: self.rate_503,
-            drop: self.rate_drop,
-            truncate: self.rate_truncate,
-        }
-    }
-
-    fn extra(&self) -> f64 {
-        self.rate_duplicate
-    }
-}
+crate::state::seven_fault_rates!(UmbrellaFaults, rate_duplicate);
 
 /// Wall-clock now in epoch milliseconds.
 pub(crate) fn now_ms() -> i64 {
