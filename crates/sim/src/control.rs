@@ -1,6 +1,8 @@
 //! The control API under `/_sim/` (no authentication, same port): counters, fault rates,
-//! adding events, the whole data set of a tenant (the witness tests compare against), and the
-//! rate limit. Its answers are plain JSON, not the vendor's envelopes: it is ours.
+//! adding events, the whole data set of a tenant (the witness tests compare against), the
+//! rate limit, and `poll_delay` (how long every polled endpoint of Secure Endpoint, Umbrella
+//! and Symantec MSS holds a poll in flight; see `crate::polls`). Its answers are plain JSON,
+//! not the vendor's envelopes: it is ours.
 //!
 //! ServiceNow has its own part under `/_sim/servicenow/`: `faults`, `outage`, `rate_limit`,
 //! `webhook`, `tokens/expire`, and the stored `incidents` and `journal` (the witness view).
@@ -32,6 +34,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/counters", get(counters))
         .route("/endpoints", get(endpoints))
         .route("/faults", get(get_faults).post(set_faults))
+        .route("/poll_delay", get(get_poll_delay).post(set_poll_delay))
         .route("/secure_endpoint/events", get(list_events).post(add_events))
         .route(
             "/secure_endpoint/rate_limit",
@@ -134,6 +137,29 @@ async fn set_faults(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
     }
     sim.lock().faults = f.clone();
     json(StatusCode::OK, &f)
+}
+
+async fn get_poll_delay(State(sim): State<Arc<Shared>>) -> Response {
+    let ms = u64::try_from(sim.polls.delay().as_millis()).unwrap_or(u64::MAX);
+    json(StatusCode::OK, &crate::PollDelay { ms })
+}
+
+/// `POST /_sim/poll_delay` `{"ms": n}`: every poll request (Secure Endpoint, Umbrella,
+/// Symantec MSS) waits n ms while in flight; 0 removes the delay.
+async fn set_poll_delay(State(sim): State<Arc<Shared>>, body: Bytes) -> Response {
+    let d: crate::PollDelay = match parse(&body) {
+        Ok(d) => d,
+        Err(r) => return *r,
+    };
+    let max = crate::polls::MAX_POLL_DELAY.as_millis();
+    if u128::from(d.ms) > max {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("ms must be at most {max} (the delay holds every poll that long)"),
+        );
+    }
+    sim.set_poll_delay(Duration::from_millis(d.ms));
+    json(StatusCode::OK, &d)
 }
 
 /// `POST /_sim/secure_endpoint/events`: adds events stamped now; answers their ids.

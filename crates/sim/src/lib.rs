@@ -20,7 +20,8 @@
 //!   truncated bodies and pages that repeat an event, at configurable rates;
 //! - **an independent witness**: it depends on none of socbridge's crates and counts what it
 //!   really delivered ([`TenantCounters::served_distinct`] and kin), so a bug shared by a
-//!   client and the emulator cannot hide.
+//!   client and the emulator cannot hide; and per polled source it counts polls that overlap
+//!   another poll of the same source ([`PollOverlapCounters`]): two pollers at once.
 //!
 //! The control API lives under `/_sim/` on the same port: see [`Endpoints::control`].
 
@@ -30,6 +31,7 @@ mod control;
 mod event_streams;
 mod files;
 mod net;
+mod polls;
 mod secure_endpoint;
 mod servicenow;
 mod state;
@@ -45,6 +47,7 @@ pub use collector::{
     CollectorHandle,
 };
 pub use event_streams::{DEFAULT_AMQP_URL, EventStreamInfo, EventStreamsConfig};
+pub use polls::{OverlappingSource, PollDelay, PollOverlapCounters};
 pub use servicenow::{
     DEFAULT_WEBHOOK_HEADER, ServiceNowConfig, ServiceNowCounters, ServiceNowEndpoints,
     ServiceNowFaultCounters, ServiceNowFaults, ServiceNowGroup, ServiceNowOAuthClient,
@@ -252,6 +255,38 @@ pub struct Counters {
     pub xdr: XdrCounters,
 }
 
+impl Counters {
+    /// The overlap witness of each polled vendor: Secure Endpoint (`GET /v1/events` per API
+    /// client id), Umbrella (activity reports per org id), Symantec MSS (`IncidentGetList`
+    /// per tenant certificate).
+    pub fn polls(&self) -> [(&'static str, &PollOverlapCounters); 3] {
+        [
+            ("secure_endpoint", &self.secure_endpoint.polls),
+            ("umbrella", &self.umbrella.polls),
+            ("symantec_mss", &self.symantec_mss.polls),
+        ]
+    }
+
+    /// Poll requests, of every polled vendor, that arrived while another poll request for
+    /// the same source was in flight: 0 when no source was ever polled by two pollers at
+    /// once.
+    pub fn overlapping_polls(&self) -> u64 {
+        self.polls().iter().map(|(_, p)| p.overlapping_polls).sum()
+    }
+
+    /// Every source polled by two pollers at once, as `vendor:source (tenant)`.
+    pub fn overlapping_sources(&self) -> Vec<String> {
+        self.polls()
+            .iter()
+            .flat_map(|(vendor, p)| {
+                p.overlapping_sources
+                    .iter()
+                    .map(move |s| format!("{vendor}:{} ({})", s.source, s.tenant))
+            })
+            .collect()
+    }
+}
+
 /// Counters of the Secure Endpoint emulator.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct SecureEndpointCounters {
@@ -259,6 +294,10 @@ pub struct SecureEndpointCounters {
     pub faults: FaultCounters,
     /// Per tenant name.
     pub tenants: BTreeMap<String, TenantCounters>,
+    /// `GET /v1/events` requests per API client id in flight at once: overlaps mean two
+    /// pollers of one tenant's source (see [`PollOverlapCounters`]).
+    #[serde(default)]
+    pub polls: PollOverlapCounters,
 }
 
 /// `/v1` answers: total and per status code (every status the emulator can answer is listed,
@@ -380,6 +419,19 @@ impl SimHandle {
     /// A snapshot of the counters (the data of `GET /_sim/counters`).
     pub fn counters(&self) -> Counters {
         self.shared.counters()
+    }
+
+    /// Makes every poll request (Secure Endpoint `GET /v1/events`, Umbrella activity,
+    /// Symantec MSS `IncidentGetList`) wait `delay` while in flight before it is answered,
+    /// like `POST /_sim/poll_delay`: a second poller of one source is then seen for sure.
+    /// `Duration::ZERO` (the default) removes it; at most 600 s. Fault settings leave it be.
+    pub fn set_poll_delay(&self, delay: Duration) {
+        self.shared.set_poll_delay(delay);
+    }
+
+    /// The poll answer delay now.
+    pub fn poll_delay(&self) -> Duration {
+        self.shared.polls.delay()
     }
 
     /// Replaces the ServiceNow fault rates (clamped into 0..=1, NaN is 0), like
@@ -904,6 +956,7 @@ pub async fn start(cfg: SimConfig) -> Result<SimHandle, SimError> {
         umbrella: umb.clone(),
         broker,
         xdr: xdr_emulator.clone(),
+        polls: polls::PollWitness::new(),
     });
 
     let app = axum::Router::new()

@@ -6,6 +6,10 @@
 //! request. Error faults (429/500/503) answer before the handler runs, so nothing changes;
 //! body faults (drop/truncate) spoil the answer after the handler ran, so a mutation did
 //! happen: the ambiguous failure a client must look up rather than blindly retry.
+//!
+//! An admitted `GET /v1/events` (a poll) is in flight for its API client from then until the
+//! gate returns its answer, after the answer delay a test may have set: the overlap witness
+//! (`crate::polls`) counts a second poll of the same client arriving meanwhile.
 
 use crate::net;
 use crate::state::{BodyFault, FaultPlan, RateInfo, Shared, StoredEvent};
@@ -13,7 +17,7 @@ use crate::wire::{self, RequestUrl};
 use crate::world::{Computer, IsolationStatus, World};
 use axum::body::{Body, Bytes};
 use axum::extract::{Extension, Path, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
@@ -89,6 +93,7 @@ fn rate_headers(headers: &mut HeaderMap, info: RateInfo) {
 /// answer by status.
 async fn gate(State(sim): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
     let url = RequestUrl::of(&req, &sim.base_url);
+    let is_poll = req.method() == Method::GET && url.path == "/v1/events";
     let creds = net::basic_header(req.headers());
     let admitted = {
         let mut st = sim.lock();
@@ -135,17 +140,31 @@ async fn gate(State(sim): State<Arc<Shared>>, mut req: Request, next: Next) -> R
                         Some(503) => st.fault_counts.status_503 += 1,
                         _ => {}
                     }
-                    Ok((tenant, plan, info, st.rate_limit))
+                    // A poll: in flight for its API client until the answer is made.
+                    let poll = is_poll.then(|| {
+                        let w = &st.tenants[tenant].world;
+                        (w.client_id.clone(), w.name.clone())
+                    });
+                    Ok((tenant, plan, info, st.rate_limit, poll))
                 }
             },
         }
     };
-    let (tenant, plan, info, limit) = match admitted {
+    let (tenant, plan, info, limit, poll) = match admitted {
         Ok(a) => a,
         Err((mut resp, info)) => {
             rate_headers(resp.headers_mut(), info);
             return resp;
         }
+    };
+    // The overlap witness holds the poll until this function returns its answer.
+    let _poll = match poll {
+        Some((client_id, name)) => {
+            let guard = sim.polls.enter(&client_id, &name);
+            sim.polls.wait(&sim.shutdown).await;
+            Some(guard)
+        }
+        None => None,
     };
 
     if let Some(delay) = plan.slow {

@@ -52,6 +52,9 @@ pub(crate) struct Shared {
     pub broker: Option<crate::event_streams::Broker>,
     /// The Cisco XDR emulator (its own lock), when enabled.
     pub xdr: Option<Arc<crate::xdr::Xdr>>,
+    /// `GET /v1/events` requests in flight per API client: the overlap witness and the
+    /// answer delay.
+    pub polls: Arc<crate::polls::PollWitness>,
 }
 
 impl Shared {
@@ -61,9 +64,21 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Every emulator's counters (one lock after the other, never both at once).
+    /// Sets the answer delay of every polled endpoint (Secure Endpoint, Umbrella, Symantec).
+    pub fn set_poll_delay(&self, delay: Duration) {
+        self.polls.set_delay(delay);
+        if let Some(u) = &self.umbrella {
+            u.polls.set_delay(delay);
+        }
+        if let Some(s) = &self.symantec {
+            s.polls.set_delay(delay);
+        }
+    }
+
+    /// Every emulator's counters (one lock after the other, never two at once).
     pub fn counters(&self) -> Counters {
         let mut c = self.lock().counters();
+        c.secure_endpoint.polls = self.polls.counters();
         if let Some(sn) = &self.servicenow {
             c.servicenow = sn.counters();
         }
@@ -774,6 +789,7 @@ impl State {
                     .iter()
                     .map(|t| (t.world.name.clone(), t.counters.clone()))
                     .collect(),
+                polls: Default::default(),
             },
         }
     }

@@ -158,6 +158,9 @@ pub struct SymantecCounters {
     pub faults: SymantecFaultCounters,
     /// Per tenant name.
     pub tenants: BTreeMap<String, SymantecTenantCounters>,
+    /// `IncidentGetList` calls per tenant (its client certificate) in flight at once:
+    /// overlaps mean two pollers of one tenant (see [`crate::PollOverlapCounters`]).
+    pub polls: crate::PollOverlapCounters,
 }
 
 /// TLS handshakes the server refused.
@@ -322,6 +325,9 @@ pub(crate) struct Sym {
     pub by_cert: HashMap<Vec<u8>, usize>,
     state: Mutex<SymState>,
     pub shutdown: CancellationToken,
+    /// `IncidentGetList` calls in flight per tenant: the overlap witness and the answer
+    /// delay.
+    pub polls: std::sync::Arc<crate::polls::PollWitness>,
 }
 
 impl crate::state::FaultRates for SymantecFaults {
@@ -512,6 +518,7 @@ impl Sym {
             by_cert: pki.by_cert,
             state: Mutex::new(st),
             shutdown,
+            polls: crate::polls::PollWitness::new(),
         })
     }
 
@@ -530,6 +537,8 @@ impl Sym {
             tc.served_distinct = t.served.len() as u64;
             c.tenants.insert(t.customer.name.clone(), tc);
         }
+        drop(st);
+        c.polls = self.polls.counters();
         c
     }
 }

@@ -4,9 +4,10 @@
 //! and `POST`/`GET` of `/SWS/incidents.asmx` (paths compared case-insensitively, as IIS does).
 //!
 //! Every SOAP request passes, in order: content type (SOAP 1.1 or 1.2, else 415), the
-//! envelope (a Fault when unreadable), the `SOAPAction` check, the fault draw (error faults
-//! answer before anything is applied), the operation under the lock, then commit-drop or a
-//! body fault.
+//! envelope (a Fault when unreadable), the `SOAPAction` check, for `IncidentGetList` the
+//! overlap witness (`crate::polls`: in flight per tenant until its answer is made, after the
+//! answer delay a test may have set), the fault draw (error faults answer before anything is
+//! applied), the operation under the lock, then commit-drop or a body fault.
 
 use super::data::{self, Incident};
 use super::soap::{self, FaultCode, SoapRequest, SoapVersion};
@@ -356,6 +357,17 @@ async fn soap_post(sym: &Arc<Sym>, tenant: usize, peer: &Peer, req: Request) -> 
             &format!("Server did not recognize the request element {op}."),
         );
     }
+
+    // A poll (`IncidentGetList`) is in flight for its tenant from here until its answer is
+    // made (the overlap witness), after the answer delay a test may have set.
+    let _poll = if op == "IncidentGetList" {
+        let name = sym.lock().tenants[tenant].customer.name.clone();
+        let guard = sym.polls.enter(&name, &name);
+        sym.polls.wait(&sym.shutdown).await;
+        Some(guard)
+    } else {
+        None
+    };
 
     // Faults, drawn up front.
     let plan: Plan = {

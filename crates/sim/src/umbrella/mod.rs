@@ -33,7 +33,7 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 
@@ -175,6 +175,9 @@ pub struct UmbrellaCounters {
     pub redirects: u64,
     pub regional: RegionalCounters,
     pub faults: UmbrellaFaultCounters,
+    /// Activity requests per org id in flight at once: overlaps mean two pollers of one
+    /// org (see [`crate::PollOverlapCounters`]).
+    pub polls: crate::PollOverlapCounters,
 }
 
 /// Token requests of one key.
@@ -391,6 +394,8 @@ pub(crate) struct Umb {
     pub parent_org_id: u64,
     state: Mutex<UmbState>,
     pub shutdown: CancellationToken,
+    /// Activity requests in flight per org: the overlap witness and the answer delay.
+    pub polls: Arc<crate::polls::PollWitness>,
 }
 
 crate::state::seven_fault_rates!(UmbrellaFaults, rate_duplicate);
@@ -537,6 +542,7 @@ impl Umb {
             parent_org_id,
             state: Mutex::new(st),
             shutdown,
+            polls: crate::polls::PollWitness::new(),
         }
     }
 
@@ -556,6 +562,8 @@ impl Umb {
             oc.revoked = o.revoked;
             c.orgs.insert(o.id.to_string(), oc);
         }
+        drop(st);
+        c.polls = self.polls.counters();
         c
     }
 }

@@ -7,7 +7,9 @@
 //! regional org's request from the main host (302, nothing spent), the per-org rate limit
 //! (429 without rate headers), the parameters (400 naming the one at fault), then the
 //! injected faults. Error faults answer at once; body faults spoil a 200 after the page is
-//! made, and only a page delivered whole counts as served.
+//! made, and only a page delivered whole counts as served. From the fault draw until its
+//! answer is made, the request counts as in flight for its org (the overlap witness,
+//! `crate::polls`), after the answer delay a test may have set.
 
 use super::data::Kind;
 use super::query::Params;
@@ -269,7 +271,7 @@ async fn activity(
         r
     };
     // Gate: method, token, org, revocation, redirect, rate limit, parameters, fault draw.
-    let (org, params, kind, plan) = {
+    let (org, params, kind, plan, source) = {
         let mut st = umb.lock();
         if *method != Method::GET {
             return finish(&mut st, message(405, "Method Not Allowed"));
@@ -361,9 +363,14 @@ async fn activity(
             Some(503) => f.status_503 += 1,
             _ => {}
         }
-        (org, params, kind, plan)
+        let source = (st.orgs[org].id.to_string(), st.orgs[org].name.clone());
+        (org, params, kind, plan, source)
     };
 
+    // In flight from here until the page is made (the overlap witness), after the answer
+    // delay a test may have set.
+    let _poll = umb.polls.enter(&source.0, &source.1);
+    umb.polls.wait(&umb.shutdown).await;
     if let Some(delay) = plan.slow {
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
