@@ -67,6 +67,10 @@ pub enum Command {
     Source(SourceCommand),
     /// Authenticate against each configured source and say what works.
     Check(CheckArgs),
+    /// Who runs on this database and how far behind each source is: the `serve` replicas,
+    /// which replica holds which job (leases), and per source its last poll, cursor mark and
+    /// whether it is overdue.
+    Status,
     /// Poll now: one tenant's sources, or one of them.
     Fetch(FetchArgs),
     /// List, read and update incidents.

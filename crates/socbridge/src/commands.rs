@@ -39,6 +39,7 @@ async fn dispatch(cli: &Cli, store: socbridge_store::Store) -> anyhow::Result<Ex
             crate::vendor::run(cli, &engine, cmd).await
         }
         Command::Tenant(cmd) => tenant(cli, &store, cmd).await,
+        Command::Status => crate::status::run(cli, &store).await,
         Command::Token(cmd) => token(cli, &store, cmd).await,
         Command::Source(cmd) => {
             let engine = Engine::new(store.clone(), master_key(cli)?, EngineOptions::default());

@@ -13,6 +13,7 @@ mod demo;
 mod export;
 mod http;
 mod incidents;
+mod status;
 mod vendor;
 
 use clap::Parser;

@@ -29,6 +29,7 @@ mod leases;
 mod records;
 mod sinks;
 mod sources;
+mod status;
 mod tenants;
 mod tickets;
 mod tokens;
@@ -44,6 +45,7 @@ pub use records::{
     Counts, IngestBatch, IngestOutcome, NewSource, QuarantineRecord, SourceRecord, TenantRecord,
 };
 pub use sinks::{NewSink, SinkBatch, SinkRecord};
+pub use status::{JobRef, NamedLease};
 pub use tickets::{
     CORRELATION_PREFIX, Origin, OutboxItem, OutboxKind, OutboxStats, TARGET_CONTAINMENT,
     TARGET_SERVICENOW, TARGET_VENDOR, TicketLink, TicketRecord, TicketingRecord, correlation_id,

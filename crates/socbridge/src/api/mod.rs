@@ -5,7 +5,8 @@
 //! Access: every `/api/v1` route but the document needs `Authorization: Bearer <token>`
 //! (`socbridge token create`). An analyst token sees and changes only its tenants' incidents,
 //! and another tenant's incident answers 404 exactly like a missing one; the admin routes
-//! (tenants, sources, tokens) answer 403 to analysts. Source secrets are write-only.
+//! (tenants, sources, tokens, and `status`: replicas, leases, lag) answer 403 to analysts.
+//! Source secrets are write-only.
 //! Every error is an RFC 9457 problem (`application/problem+json`).
 
 pub mod admin;
@@ -16,6 +17,7 @@ pub mod ocsf;
 pub mod ops;
 pub mod problem;
 pub mod schemas;
+pub mod status;
 
 use axum::Router;
 use axum::routing::get;
@@ -41,7 +43,7 @@ pub struct ApiState {
         admin::list_tenants, admin::create_tenant, admin::get_tenant, admin::remove_tenant,
         admin::list_sources, admin::put_source, admin::remove_source,
         admin::list_tokens, admin::create_token, admin::revoke_token,
-        admin::sources_health,
+        admin::sources_health, status::status,
     ),
     components(schemas(problem::Problem)),
     modifiers(&BearerAuth, &CommonErrors),
@@ -167,6 +169,7 @@ pub fn router(engine: Engine) -> Router {
         .route("/tokens", get(admin::list_tokens).post(admin::create_token))
         .route("/tokens/{id}", axum::routing::delete(admin::revoke_token))
         .route("/sources/health", get(admin::sources_health))
+        .route("/status", get(status::status))
         .fallback(not_found);
     Router::new()
         .nest("/api/v1", api)

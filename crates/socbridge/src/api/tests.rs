@@ -832,7 +832,7 @@ async fn writes_tokens_operations_and_the_document() {
             .unwrap_or_default()
             .starts_with("3.")
     );
-    assert_eq!(doc["paths"].as_object().map(|p| p.len()), Some(12));
+    assert_eq!(doc["paths"].as_object().map(|p| p.len()), Some(13));
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     assert!(doc["components"]["schemas"]["Problem"].is_object());
 }
@@ -968,4 +968,145 @@ async fn the_list_filters_by_source_and_free_text() {
             .unwrap_or_default()
             .starts_with("q:")
     );
+}
+
+#[tokio::test]
+async fn status_is_for_admins_and_names_each_job_after_its_tenant_and_source() {
+    let rig = rig(1).await;
+    let store = rig.engine.store().clone();
+    let status = |token: Option<String>| {
+        let app = rig.app.clone();
+        async move { call(&app, Method::GET, "/api/v1/status", token.as_deref(), None).await }
+    };
+    let a = status(None).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(a.content_type, "application/problem+json");
+    let a = status(Some(rig.analyst_a.clone())).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    assert_eq!(a.content_type, "application/problem+json");
+
+    // One process, nothing shared yet: no replica, no lease, every source listed.
+    let a = status(Some(rig.admin.clone())).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let s = a.json();
+    assert_eq!(s["database"], "sqlite");
+    assert_eq!(s["replicas"], serde_json::json!([]));
+    assert_eq!(s["leases"], serde_json::json!([]));
+    let sources = s["sources"].as_array().unwrap();
+    assert_eq!(sources.len(), 2);
+    for (src, tenant) in sources.iter().zip(["acme", "globex"]) {
+        assert_eq!(src["tenant"], tenant);
+        assert_eq!(src["source"], "amp");
+        assert_eq!(src["kind"], "secure_endpoint");
+        assert_eq!(src["poll_interval_seconds"], 60.0);
+        assert_eq!(src["overdue"], false, "just added: {src}");
+        assert!(src["cursor_mark"].is_string(), "{src}");
+        assert!(src["lag_seconds"].as_f64().is_some(), "{src}");
+        for key in [
+            "last_poll_at",
+            "seconds_since_poll",
+            "last_error",
+            "polled_by",
+        ] {
+            assert!(src[key].is_null(), "{key}: {src}");
+        }
+    }
+
+    // A replica holding acme's poll job and globex's outbox, and a lease left to lapse.
+    let replica = socbridge_store::Replica {
+        id: socbridge_store::ReplicaId::new("host-a-4242-0000beef"),
+        host: "host-a".into(),
+        pid: 4242,
+    };
+    store.register_replica(&replica).await.unwrap();
+    let ids: std::collections::BTreeMap<String, (i64, i64)> = store
+        .list_sources(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.tenant, (s.tenant_id, s.id)))
+        .collect();
+    let hour = std::time::Duration::from_secs(3600);
+    let poll = socbridge_store::poll_job(ids["acme"].1);
+    let outbox = socbridge_store::outbox_job(ids["globex"].0);
+    assert!(
+        store
+            .try_acquire(&poll, &replica.id, hour)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let lapsing = store
+        .try_acquire(&outbox, &replica.id, std::time::Duration::from_millis(1))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    store
+        .release(
+            &store
+                .try_acquire(
+                    &socbridge_store::poll_job(ids["globex"].1),
+                    &replica.id,
+                    hour,
+                )
+                .await
+                .unwrap()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+
+    let s = status(Some(rig.admin.clone())).await.json();
+    let replicas = s["replicas"].as_array().unwrap();
+    assert_eq!(replicas.len(), 1);
+    assert_eq!(replicas[0]["id"], "host-a-4242-0000beef");
+    assert_eq!(replicas[0]["host"], "host-a");
+    assert_eq!(replicas[0]["pid"], 4242);
+    assert_eq!(replicas[0]["live"], true);
+    assert!(replicas[0]["started_at"].is_string());
+    let leases = s["leases"].as_array().unwrap();
+    let by_name = |name: &str| {
+        leases
+            .iter()
+            .find(|l| l["name"] == name)
+            .unwrap_or_else(|| panic!("no lease named {name}: {leases:?}"))
+            .clone()
+    };
+    let l = by_name("acme/amp");
+    assert_eq!(l["job"], poll.as_str());
+    assert_eq!(
+        (&l["kind"], &l["tenant"], &l["source"]),
+        (&"poll".into(), &"acme".into(), &"amp".into())
+    );
+    assert_eq!(l["holder"], "host-a-4242-0000beef");
+    assert_eq!(l["token"], 1);
+    assert_eq!((&l["state"], &l["free"]), (&"held".into(), &false.into()));
+    let l = by_name("globex");
+    assert_eq!(
+        (&l["kind"], &l["job"]),
+        (&"outbox".into(), &outbox.as_str().into())
+    );
+    assert_eq!(l["token"], lapsing.token);
+    assert_eq!((&l["state"], &l["free"]), (&"expired".into(), &true.into()));
+    let l = by_name("globex/amp");
+    assert_eq!(
+        (&l["state"], &l["free"]),
+        (&"released".into(), &true.into())
+    );
+    assert!(l["holder"].is_null());
+    let sources = s["sources"].as_array().unwrap();
+    assert_eq!(sources[0]["polled_by"], "host-a-4242-0000beef");
+    assert!(
+        sources[1]["polled_by"].is_null(),
+        "a released job is polled by no one"
+    );
+
+    // The document names the route and what it answers.
+    let doc = super::openapi_json();
+    let op = &doc["paths"]["/api/v1/status"]["get"];
+    for code in ["200", "401", "403"] {
+        assert!(op["responses"][code].is_object(), "status lacks {code}");
+    }
+    assert!(doc["components"]["schemas"]["StatusReport"].is_object());
 }
