@@ -11,9 +11,9 @@ use socbridge_connectors::http::{HttpOptions, HttpStack};
 use socbridge_connectors::secure_endpoint::SecureEndpointClient;
 use socbridge_model::{SourceName, Timestamp};
 use socbridge_secrets::{MasterKey, SecretFields, SecretsError, aad_for_source};
-use socbridge_store::{NewSource, SourceRecord, Store, StoreError};
+use socbridge_store::{Fence, NewSource, SourceRecord, Store, StoreError, poll_job};
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -78,6 +78,10 @@ pub struct EngineOptions {
     /// How long an isolation's `pending_start` is followed before the action is recorded as
     /// requested but not yet confirmed.
     pub isolation_deadline: Duration,
+    /// How long a lease on a job (a source's polls, a tenant's outbox, ...) lasts without
+    /// renewal: how soon other replicas take over the jobs of one that died. Renewed every
+    /// third of it.
+    pub lease_ttl: Duration,
 }
 
 impl Default for EngineOptions {
@@ -91,6 +95,7 @@ impl Default for EngineOptions {
             outbox_backoff_max: Duration::from_secs(300),
             console_url: None,
             isolation_deadline: Duration::from_secs(30),
+            lease_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -132,7 +137,6 @@ pub(crate) struct Inner {
     pub(crate) key: MasterKey,
     pub(crate) http: HttpStack,
     pub(crate) opts: EngineOptions,
-    in_flight: Mutex<HashSet<i64>>,
     pub(crate) link: tokio::sync::Mutex<Option<Arc<crate::ticketing::Link>>>,
     pub(crate) tenant_locks:
         tokio::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -147,24 +151,27 @@ pub(crate) struct Inner {
     pub(crate) metrics: crate::metrics::EngineMetrics,
     /// Cisco XDR tokens, one per (token URL, API client), shared by every item of a tenant.
     pub(crate) xdr_tokens: socbridge_connectors::TokenCache,
+    /// This process as a replica, and the jobs it holds.
+    pub(crate) leasing: crate::leasing::Leasing,
 }
 
 impl Engine {
     pub fn new(store: Store, key: MasterKey, opts: EngineOptions) -> Self {
         let http = HttpStack::new(opts.http.clone());
+        let leasing = crate::leasing::Leasing::new(opts.lease_ttl);
         Engine {
             inner: Arc::new(Inner {
                 store,
                 key,
                 http,
                 opts,
-                in_flight: Mutex::new(HashSet::new()),
                 link: tokio::sync::Mutex::new(None),
                 tenant_locks: tokio::sync::Mutex::new(std::collections::HashMap::new()),
                 umbrella_tokens: socbridge_connectors::umbrella::TokenCache::new(),
                 umbrella_http: std::sync::OnceLock::new(),
                 metrics: crate::metrics::EngineMetrics::default(),
                 xdr_tokens: socbridge_connectors::TokenCache::new(),
+                leasing,
             }),
         }
     }
@@ -354,7 +361,7 @@ impl Engine {
             let sem = sem.clone();
             set.spawn(async move {
                 let _permit = sem.acquire_owned().await;
-                (i, engine.poll_source(&src).await)
+                (i, engine.poll_claimed(&src).await)
             });
         }
         let mut reports: Vec<(usize, PollReport)> = Vec::new();
@@ -368,10 +375,39 @@ impl Engine {
         reports.into_iter().map(|(_, r)| r).collect()
     }
 
-    /// Polls one source. Never fails: errors are in the report and the source's `last_error`.
-    pub async fn poll_source(&self, src: &SourceRecord) -> PollReport {
+    /// Polls one source outside the scheduler: under a lease claimed for the poll, or not at
+    /// all (said in the report) while another replica holds the source.
+    async fn poll_claimed(&self, src: &SourceRecord) -> PollReport {
+        let access = match self.access(&poll_job(src.id)).await {
+            Ok(a) => a,
+            Err(e) => {
+                let mut report = PollReport::new(src);
+                report.error = Some(format!("could not take the source's lease: {e}"));
+                return report;
+            }
+        };
+        let report = match access.fence() {
+            Some(fence) => self.poll_source(src, Some(fence)).await,
+            None => {
+                let mut report = PollReport::new(src);
+                report.error = Some(
+                    "another replica polls this source now (it holds its lease; see `socbridge status`); skipped"
+                        .into(),
+                );
+                report
+            }
+        };
+        access.finish(&self.inner.store).await;
+        report
+    }
+
+    /// Polls one source, its pages committed under `fence` when given. Never fails: errors
+    /// are in the report and the source's `last_error`. A poll whose lease was lost stops at
+    /// its next page and records nothing on the source: the replica that took it over does.
+    pub async fn poll_source(&self, src: &SourceRecord, fence: Option<Fence>) -> PollReport {
         let started = Instant::now();
         let mut report = PollReport::new(src);
+        report.fence = fence;
         let span =
             tracing::info_span!("poll", tenant = %src.tenant, source = %src.name, kind = %src.kind);
         let result = self
@@ -379,7 +415,19 @@ impl Engine {
             .instrument(span)
             .await;
         report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let error = result.err();
+        let error = match result {
+            Ok(()) => None,
+            Err(Failure::LeaseLost) => {
+                tracing::warn!(
+                    tenant = %src.tenant, source = %src.name, pages = report.pages,
+                    "poll stopped: another replica took this source over; its page was not committed"
+                );
+                report.error = Some("lease lost: another replica took this source over".into());
+                self.inner.metrics.record_lease_lost("poll");
+                return report;
+            }
+            Err(Failure::Other(e)) => Some(e),
+        };
         if let Some(e) = &error {
             report.error = Some(e.clone());
             tracing::warn!(tenant = %src.tenant, source = %src.name, error = %e, "poll failed");
@@ -455,8 +503,8 @@ impl Engine {
         &self,
         src: &SourceRecord,
         report: &mut PollReport,
-    ) -> Result<(), String> {
-        match self.source_client(src).await? {
+    ) -> Result<(), Failure> {
+        match self.source_client(src).await.map_err(Failure::Other)? {
             SourceClient::SecureEndpoint(se, client) => poll_secure_endpoint(
                 &self.inner.store,
                 src,
@@ -466,7 +514,7 @@ impl Engine {
                 report,
             )
             .await
-            .map_err(|e: PollError| e.to_string()),
+            .map_err(Failure::from),
             SourceClient::SymantecMss(mss, client) => crate::symantec::poll(
                 &self.inner.store,
                 src,
@@ -476,7 +524,7 @@ impl Engine {
                 report,
             )
             .await
-            .map_err(|e: PollError| e.to_string()),
+            .map_err(Failure::from),
             SourceClient::Umbrella(u, client) => crate::umbrella::poll(
                 &self.inner.store,
                 src,
@@ -486,7 +534,7 @@ impl Engine {
                 report,
             )
             .await
-            .map_err(|e: PollError| e.to_string()),
+            .map_err(Failure::from),
         }
     }
 
@@ -516,10 +564,18 @@ impl Engine {
         Ok(out)
     }
 
-    /// The scheduler of `serve`: polls each source when its interval has passed since its last
-    /// poll, one poll per source at a time, until `shutdown` fires; then waits for the polls in
-    /// flight (each commits page by page, so stopping between pages loses nothing).
+    /// The scheduler of `serve`: takes this replica's share of the jobs (lease rounds, see
+    /// [`crate::leasing`]), polls each source it holds when its interval has passed since its
+    /// last poll (by any replica), one poll per source at a time, until `shutdown` fires; then
+    /// waits for the polls in flight (each commits page by page, so stopping between pages
+    /// loses nothing) and gives its leases back.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), EngineError> {
+        self.start_leasing();
+        // The first round before any work, so that the first tick already has jobs.
+        if let Err(e) = self.lease_round().await {
+            tracing::error!(error = %e, "lease round failed; retrying");
+        }
+        let rounds = tokio::spawn(self.clone().run_lease_rounds(shutdown.clone()));
         let tickets = tokio::spawn(self.clone().run_ticketing(shutdown.clone()));
         let push = tokio::spawn(crate::push::run(self.clone(), shutdown.clone()));
         let sinks = tokio::spawn(self.clone().run_sinks(shutdown.clone()));
@@ -527,7 +583,25 @@ impl Engine {
         let _ = tickets.await;
         let _ = push.await;
         let _ = sinks.await;
+        let _ = rounds.await;
+        self.stop_leasing().await;
         result
+    }
+
+    /// A lease round every third of the lease's time to live until shutdown.
+    async fn run_lease_rounds(self, shutdown: CancellationToken) {
+        let mut ticker = tokio::time::interval(self.inner.leasing.round_every());
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            if let Err(e) = self.lease_round().await {
+                tracing::error!(error = %e, "lease round failed; retrying on the next round");
+            }
+        }
     }
 
     /// The ticketing half of `serve`: the outbox worker every tick and whenever this process
@@ -558,7 +632,13 @@ impl Engine {
                 }
             };
             let every = Duration::from_secs(link.settings.sync_interval_secs.max(1));
-            if last_sync.is_none_or(|t| t.elapsed() >= every) {
+            // One replica reads ServiceNow's changes for all.
+            let mine = self
+                .inner
+                .leasing
+                .held_fence(&socbridge_store::sync_job())
+                .is_some();
+            if mine && last_sync.is_none_or(|t| t.elapsed() >= every) {
                 last_sync = Some(Instant::now());
                 match self.sync_tickets().await {
                     Ok(r) if r.incidents_changed + r.notes_taken_in > 0 => {
@@ -600,33 +680,40 @@ impl Engine {
                 if !is_due(&src, now) {
                     continue;
                 }
-                {
-                    let mut in_flight = self
-                        .inner
-                        .in_flight
-                        .lock()
-                        .expect("in-flight set lock poisoned");
-                    if !in_flight.insert(src.id) {
-                        continue;
-                    }
-                }
+                let job = poll_job(src.id);
+                // Only the sources whose lease this replica holds; others poll the rest.
+                let Some(fence) = self.inner.leasing.held_fence(&job) else {
+                    continue;
+                };
+                let Some(busy) = self.try_busy(&job) else {
+                    continue;
+                };
                 let engine = self.clone();
                 let sem = sem.clone();
                 tasks.spawn(async move {
+                    let _busy = busy;
                     let _permit = sem.acquire_owned().await;
-                    let report = engine.poll_source(&src).await;
-                    engine
-                        .inner
-                        .in_flight
-                        .lock()
-                        .expect("in-flight set lock poisoned")
-                        .remove(&src.id);
-                    report
+                    engine.poll_source(&src, Some(fence)).await
                 });
             }
         }
         while tasks.join_next().await.is_some() {}
         Ok(())
+    }
+}
+
+/// How a poll ended badly: its lease lost (stop quietly) or any other error (recorded).
+enum Failure {
+    LeaseLost,
+    Other(String),
+}
+
+impl From<PollError> for Failure {
+    fn from(e: PollError) -> Self {
+        match e {
+            PollError::Store(StoreError::LeaseLost { .. }) => Failure::LeaseLost,
+            e => Failure::Other(e.to_string()),
+        }
     }
 }
 

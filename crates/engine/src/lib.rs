@@ -4,6 +4,7 @@
 pub mod config;
 mod containment;
 pub mod engine;
+mod leasing;
 pub mod metrics;
 pub mod poll;
 mod push;
@@ -19,6 +20,7 @@ pub use config::{
     Config, ConfigError, CredentialSpec, ServiceNowSpec, SourceSpec, TenantSpec, XdrSpec,
 };
 pub use engine::{ApplyReport, Engine, EngineError, EngineOptions};
+pub use leasing::RoundReport;
 pub use metrics::{EngineMetrics, MetricsSnapshot, OutboxResult, PollCounters, SinkCounters};
 pub use poll::PollReport;
 pub use settings::{

@@ -49,6 +49,9 @@ pub struct MetricsSnapshot {
     pub outbox: BTreeMap<OutboxKey, u64>,
     /// By sink name.
     pub sinks: BTreeMap<String, SinkCounters>,
+    /// Work stopped because its lease was lost (another replica took the job over): its
+    /// fenced write was refused. By kind of work (`poll`, `outbox`).
+    pub leases_lost: BTreeMap<String, u64>,
 }
 
 /// What a SIEM sink delivered.
@@ -126,6 +129,13 @@ impl EngineMetrics {
         }
     }
 
+    pub(crate) fn record_lease_lost(&self, work: &str) {
+        let Ok(mut m) = self.inner.lock() else {
+            return;
+        };
+        *m.leases_lost.entry(work.to_string()).or_default() += 1;
+    }
+
     pub fn snapshot(&self) -> MetricsSnapshot {
         self.inner.lock().map(|m| m.clone()).unwrap_or_default()
     }
@@ -153,6 +163,7 @@ mod tests {
             mark: None,
             error: error.map(str::to_string),
             elapsed_ms: 1,
+            fence: None,
         }
     }
 

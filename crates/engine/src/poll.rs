@@ -41,6 +41,9 @@ pub struct PollReport {
     pub mark: Option<Timestamp>,
     pub error: Option<String>,
     pub elapsed_ms: u64,
+    /// The lease the poll runs under: each page commits only while it is held.
+    #[serde(skip)]
+    pub(crate) fence: Option<socbridge_store::Fence>,
 }
 
 impl PollReport {
@@ -61,6 +64,7 @@ impl PollReport {
             mark: source.cursor_mark,
             error: None,
             elapsed_ms: 0,
+            fence: None,
         }
     }
 
@@ -242,7 +246,7 @@ async fn store_with(
         findings,
         quarantined,
         max_new: cap.map(|cap| cap.saturating_sub(report.new_findings)),
-        fence: None,
+        fence: report.fence.clone(),
     };
     let outcome = if move_mark {
         store.ingest(source.id, batch).await?

@@ -355,7 +355,21 @@ impl Engine {
             self.inner.opts.outbox_backoff_max,
         );
         let mut backoff = min;
+        let job = socbridge_store::sink_job(&name);
         loop {
+            // One replica delivers each sink: the one holding its lease.
+            if self.inner.leasing.held_fence(&job).is_none() {
+                if let Ok(sinks) = self.inner.store.sinks().await {
+                    if !sinks.iter().any(|s| s.name == name) {
+                        return;
+                    }
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(self.inner.opts.tick) => {}
+                }
+                continue;
+            }
             let wait = match self.deliver_sink(&name).await {
                 Ok(None) => return,
                 Ok(Some(r)) => {

@@ -328,27 +328,41 @@ impl Engine {
     pub async fn process_outbox(&self) -> Result<OutboxReport, EngineError> {
         let link = self.link().await?;
         let items = self.inner.store.due_outbox(Timestamp::now(), 1000).await?;
-        let mut by_tenant: BTreeMap<String, Vec<OutboxItem>> = BTreeMap::new();
+        let mut by_tenant: BTreeMap<(i64, String), Vec<OutboxItem>> = BTreeMap::new();
         for item in items {
             if item.target == TARGET_SERVICENOW && link.is_none() {
                 continue;
             }
-            by_tenant.entry(item.tenant.clone()).or_default().push(item);
+            by_tenant
+                .entry((item.tenant_id, item.tenant.clone()))
+                .or_default()
+                .push(item);
         }
         let sem = Arc::new(tokio::sync::Semaphore::new(
             self.inner.opts.concurrency.max(1),
         ));
         let mut set = tokio::task::JoinSet::new();
-        for (tenant, items) in by_tenant {
+        for ((tenant_id, tenant), items) in by_tenant {
             let engine = self.clone();
             let link = link.clone();
             let sem = sem.clone();
             set.spawn(async move {
                 let _permit = sem.acquire_owned().await;
-                // One writer per tenant in this process.
+                // One writer per tenant in this process...
                 let lock = engine.tenant_lock(&tenant).await;
                 let _held = lock.lock().await;
-                engine.process_tenant(link.as_deref(), items).await
+                // ...and across replicas: the one holding the tenant's outbox lease.
+                let job = socbridge_store::outbox_job(tenant_id);
+                let _busy = engine.try_busy(&job);
+                let access = engine.access(&job).await?;
+                let Some(fence) = access.fence() else {
+                    return Ok(OutboxReport::default());
+                };
+                let result = engine
+                    .process_tenant(link.as_deref(), items, Some(&fence))
+                    .await;
+                access.finish(&engine.inner.store).await;
+                result
             });
         }
         let mut report = OutboxReport::default();
@@ -358,6 +372,10 @@ impl Engine {
                     report.done += r.done;
                     report.retried += r.retried;
                     report.failed += r.failed;
+                }
+                Ok(Err(EngineError::Store(StoreError::LeaseLost { job }))) => {
+                    tracing::warn!(%job, "outbox pass stopped: another replica took this tenant over");
+                    self.inner.metrics.record_lease_lost("outbox");
                 }
                 Ok(Err(e)) => tracing::error!(error = %e, "outbox pass failed"),
                 Err(e) => tracing::error!(error = %e, "an outbox task panicked"),
@@ -371,10 +389,13 @@ impl Engine {
         locks.entry(tenant.to_string()).or_default().clone()
     }
 
+    /// Does a tenant's due items in order; each result is recorded under `fence`, the lease
+    /// of the tenant's outbox, and the pass stops once that lease is lost.
     async fn process_tenant(
         &self,
         link: Option<&Link>,
         items: Vec<OutboxItem>,
+        fence: Option<&socbridge_store::Fence>,
     ) -> Result<OutboxReport, EngineError> {
         // `due_outbox` hands out at most one item per incident, the oldest open one, so the
         // items of an incident are done in order without a check here.
@@ -396,7 +417,7 @@ impl Engine {
             let error = result.err().map(|e| e.to_string()).unwrap_or_default();
             match outcome {
                 OutboxResult::Done => {
-                    self.inner.store.outbox_done(item.id).await?;
+                    self.inner.store.outbox_done(item.id, fence).await?;
                     report.done += 1;
                 }
                 OutboxResult::Retried => {
@@ -404,12 +425,18 @@ impl Engine {
                     tracing::warn!(tenant = %item.tenant, incident = item.incident_id, kind = item.kind.as_str(), %error, ?wait, "outbox work failed; will retry");
                     let next = Timestamp::now()
                         .saturating_add_micros(i64::try_from(wait.as_micros()).unwrap_or(i64::MAX));
-                    self.inner.store.outbox_retry(item.id, &error, next).await?;
+                    self.inner
+                        .store
+                        .outbox_retry(item.id, &error, next, fence)
+                        .await?;
                     report.retried += 1;
                 }
                 OutboxResult::Failed => {
                     tracing::error!(tenant = %item.tenant, incident = item.incident_id, kind = item.kind.as_str(), %error, "outbox work failed for good");
-                    self.inner.store.outbox_failed(item.id, &error).await?;
+                    self.inner
+                        .store
+                        .outbox_failed(item.id, &error, fence)
+                        .await?;
                     report.failed += 1;
                 }
             }

@@ -5,13 +5,16 @@
 //! events repeated across pages) and a long ServiceNow outage in the middle of the run. New
 //! signals keep arriving at every vendor and analysts close incidents (so isolations are
 //! released) while a driver starts `socbridge serve` as a child process and SIGKILLs it at
-//! random instants, `--kills` times. Then the faults stop, `serve --until-idle` runs until
+//! random instants, `--kills` times. With `--replicas N`, N `serve` processes share the
+//! database (a fresh PostgreSQL database with `--database-url`) and each kill takes one of
+//! them, restarted at once; the emulators then also count polls of one source that overlapped
+//! (two replicas polling it at once), which must be none. Then the faults stop, `serve --until-idle` runs until
 //! nothing is left, and the emulators' own counters are compared with the database: every
 //! signal stored once, one ticket per incident, each isolation started once and stopped once.
 
 use crate::cli::{ChaosArgs, Cli, Output};
 use crate::commands::table;
-use crate::demo::{TenantSummary, prepare, sim_config, summarise};
+use crate::demo::{TenantSummary, prepare_on, sim_config, summarise};
 use anyhow::Context as _;
 use rand::{Rng, SeedableRng};
 use socbridge_model::{IncidentFilter, IncidentStatus, IncidentUpdate};
@@ -20,6 +23,7 @@ use socbridge_sim::{
     SymantecFaults, UmbrellaFaults,
 };
 use socbridge_store::Store;
+use sqlx::Connection as _;
 use std::path::Path;
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -60,6 +64,7 @@ pub async fn chaos(cli: &Cli, args: &ChaosArgs) -> anyhow::Result<ExitCode> {
         )));
     }
     let kills = args.kills as usize;
+    let db = ChaosDb::create(cli.database_url.as_deref()).await?;
     let seed = args.seed.unwrap_or_else(rand::random);
     eprintln!("chaos: seed {seed} (pass --seed {seed} to replay the same schedule)");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -67,15 +72,20 @@ pub async fn chaos(cli: &Cli, args: &ChaosArgs) -> anyhow::Result<ExitCode> {
     let dir = cli.data_dir.join("chaos");
     // Short intervals so that a run of a second or two polls, tickets and syncs; small pages
     // so that kills land between and inside commits.
-    let world = prepare(&dir, sim_config(args.tenants, seed, 0.0), |text| {
-        let text = text
-            .replace("[servicenow]\n", "[servicenow]\nsync_interval = \"2s\"\n")
-            .replace(
-                "kind = \"secure_endpoint\"\n",
-                "kind = \"secure_endpoint\"\npage_size = 25\n",
-            );
-        format!("{text}\n[defaults]\npoll_interval = \"1s\"\ncap_per_run = 60\n")
-    })
+    let world = prepare_on(
+        &dir,
+        db.url(),
+        sim_config(args.tenants, seed, 0.0),
+        |text| {
+            let text = text
+                .replace("[servicenow]\n", "[servicenow]\nsync_interval = \"2s\"\n")
+                .replace(
+                    "kind = \"secure_endpoint\"\n",
+                    "kind = \"secure_endpoint\"\npage_size = 25\n",
+                );
+            format!("{text}\n[defaults]\npoll_interval = \"1s\"\ncap_per_run = 60\n")
+        },
+    )
     .await?;
     let sim = &world.sim;
     faults_on(sim);
@@ -86,6 +96,10 @@ pub async fn chaos(cli: &Cli, args: &ChaosArgs) -> anyhow::Result<ExitCode> {
     let mut exited_early = 0;
     let mut kills_during_outage = 0;
     let mut closed_by_analysts = 0;
+    let start = |n: usize| serve(&exe, &dir, &world.config_path, &log_path, db.url(), n);
+    let mut replicas = (0..usize::from(args.replicas))
+        .map(start)
+        .collect::<anyhow::Result<Vec<_>>>()?;
     for i in 0..kills {
         if i == outage.0 && outage.1 > outage.0 {
             eprintln!("chaos: ServiceNow goes down");
@@ -99,18 +113,23 @@ pub async fn chaos(cli: &Cli, args: &ChaosArgs) -> anyhow::Result<ExitCode> {
         if i % 3 == 2 && close_one(&world.store, &mut rng).await? {
             closed_by_analysts += 1;
         }
-        let mut child = serve(&exe, &dir, &world.config_path, &log_path)?;
-        let wait = Duration::from_millis(rng.random_range(args.min_ms..=args.max_ms));
-        match tokio::time::timeout(wait, child.wait()).await {
-            Ok(status) => {
+        tokio::time::sleep(Duration::from_millis(
+            rng.random_range(args.min_ms..=args.max_ms),
+        ))
+        .await;
+        for (n, child) in replicas.iter_mut().enumerate() {
+            if let Some(status) = child.try_wait().context("cannot check on serve")? {
                 exited_early += 1;
-                tracing::warn!(?status, "serve ended before its kill");
-            }
-            Err(_) => {
-                child.start_kill().context("cannot SIGKILL serve")?;
-                child.wait().await.context("serve did not die")?;
+                tracing::warn!(?status, replica = n, "serve ended before its kill");
+                *child = start(n)?;
             }
         }
+        let victim = rng.random_range(0..replicas.len());
+        replicas[victim]
+            .start_kill()
+            .context("cannot SIGKILL serve")?;
+        replicas[victim].wait().await.context("serve did not die")?;
+        replicas[victim] = start(victim)?;
         if i >= outage.0 && i < outage.1 {
             kills_during_outage += 1;
         }
@@ -126,6 +145,10 @@ pub async fn chaos(cli: &Cli, args: &ChaosArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    for child in &mut replicas {
+        child.start_kill().context("cannot SIGKILL serve")?;
+        child.wait().await.context("serve did not die")?;
+    }
     sim.set_servicenow_outage(false);
     faults_off(sim);
     let faults = fault_figures(sim);
@@ -136,7 +159,7 @@ pub async fn chaos(cli: &Cli, args: &ChaosArgs) -> anyhow::Result<ExitCode> {
     loop {
         settle_runs += 1;
         let out = tokio::process::Command::new(&exe)
-            .args(common_args(&dir, &world.config_path))
+            .args(common_args(&dir, &world.config_path, db.url()))
             .args(["--output", "json", "serve", "--until-idle"])
             .env_remove("SOCBRIDGE_DATABASE_URL")
             .stdin(Stdio::null())
@@ -191,6 +214,7 @@ pub async fn chaos(cli: &Cli, args: &ChaosArgs) -> anyhow::Result<ExitCode> {
     report(cli.output, &figures)?;
     world.store.close().await;
     world.sim.shutdown().await;
+    db.drop_database().await;
     Ok(if figures.ok {
         ExitCode::SUCCESS
     } else {
@@ -320,16 +344,89 @@ async fn close_one(store: &Store, rng: &mut impl Rng) -> anyhow::Result<bool> {
         .is_some())
 }
 
-/// The child's options: the chaos run's own data dir and config, logs at info.
-fn common_args(dir: &Path, config: &Path) -> Vec<std::ffi::OsString> {
-    vec![
+/// The child's options: the chaos run's own data dir, database and config, logs at info.
+fn common_args(dir: &Path, config: &Path, database_url: Option<&str>) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec![
         "--data-dir".into(),
         dir.into(),
         "--config".into(),
         config.into(),
         "--log".into(),
         "info,sqlx=warn".into(),
-    ]
+    ];
+    if let Some(url) = database_url {
+        args.push("--database-url".into());
+        args.push(url.into());
+    }
+    args
+}
+
+/// The run's database: SQLite in its data dir, or a PostgreSQL database made for the run on
+/// the server `--database-url` names, dropped at the end.
+struct ChaosDb {
+    /// (the run's database URL, the server's URL, the database's name).
+    postgres: Option<(String, String, String)>,
+}
+
+impl ChaosDb {
+    async fn create(server: Option<&str>) -> anyhow::Result<ChaosDb> {
+        let Some(server) = server else {
+            return Ok(ChaosDb { postgres: None });
+        };
+        if !(server.starts_with("postgres:") || server.starts_with("postgresql:")) {
+            return Err(crate::bad_input(format!(
+                "--database-url `{}`: chaos makes a database of its own on a PostgreSQL server \
+                 (postgres://...); without the option it runs on SQLite in its data dir",
+                crate::redact_url(server)
+            )));
+        }
+        let mut url = url::Url::parse(server).map_err(|e| {
+            crate::bad_input(format!(
+                "--database-url `{}`: {e}",
+                crate::redact_url(server)
+            ))
+        })?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!("socbridge_chaos_{}_{nanos}", std::process::id());
+        let mut conn = sqlx::postgres::PgConnection::connect(server)
+            .await
+            .with_context(|| format!("cannot connect to {}", crate::redact_url(server)))?;
+        // The name is made of letters, digits and `_` above.
+        sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE \"{name}\"").as_str())
+            .await
+            .with_context(|| format!("cannot create the database {name}"))?;
+        let _ = sqlx::Connection::close(conn).await;
+        url.set_path(&format!("/{name}"));
+        eprintln!("chaos: PostgreSQL database {name} (dropped at the end)");
+        Ok(ChaosDb {
+            postgres: Some((url.to_string(), server.to_string(), name)),
+        })
+    }
+
+    fn url(&self) -> Option<&str> {
+        self.postgres.as_ref().map(|(url, _, _)| url.as_str())
+    }
+
+    async fn drop_database(&self) {
+        let Some((_, server, name)) = &self.postgres else {
+            return;
+        };
+        let dropped = async {
+            let mut conn = sqlx::postgres::PgConnection::connect(server).await?;
+            sqlx::Executor::execute(
+                &mut conn,
+                format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str(),
+            )
+            .await?;
+            sqlx::Connection::close(conn).await
+        }
+        .await;
+        if let Err(e) = dropped {
+            eprintln!("chaos: could not drop the database {name}: {e}");
+        }
+    }
 }
 
 fn log_file(path: &Path) -> anyhow::Result<std::fs::File> {
@@ -340,15 +437,22 @@ fn log_file(path: &Path) -> anyhow::Result<std::fs::File> {
         .with_context(|| format!("cannot open {}", path.display()))
 }
 
+/// Starts replica `n` of `serve`, its log lines after the others' in `log`.
 fn serve(
     exe: &Path,
     dir: &Path,
     config: &Path,
     log: &Path,
+    database_url: Option<&str>,
+    n: usize,
 ) -> anyhow::Result<tokio::process::Child> {
+    tracing::debug!(replica = n, "starting serve");
     tokio::process::Command::new(exe)
-        .args(common_args(dir, config))
+        .args(common_args(dir, config, database_url))
         .args(["serve", "--listen", "127.0.0.1:0"])
+        // Short leases, so that the jobs of a replica the driver stopped move within a second
+        // or two (a killed one's are taken at once: its process is gone).
+        .env("SOCBRIDGE_LEASE_TTL", "3s")
         // The child runs on the chaos run's own database, never on one named elsewhere.
         .env_remove("SOCBRIDGE_DATABASE_URL")
         .stdin(Stdio::null())

@@ -328,6 +328,11 @@ pub struct ChaosArgs {
     /// Longest life of a `serve` before its kill, in milliseconds.
     #[arg(long, default_value_t = 2500)]
     pub max_ms: u64,
+    /// `serve` replicas running at once on the same database; each kill takes one of them,
+    /// chosen at random, which is restarted at once. More than one needs `--database-url`
+    /// (a PostgreSQL server: the run makes a database of its own there and drops it after).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub replicas: u16,
 }
 
 #[derive(Debug, Args)]
@@ -343,6 +348,26 @@ pub struct ServeArgs {
     /// the work stays queued for the next run).
     #[arg(long, env = "SOCBRIDGE_DRAIN_TIMEOUT", default_value = "2m", value_parser = humantime::parse_duration)]
     pub drain_timeout: std::time::Duration,
+    /// How long a replica's lease on a job (a source's polls, a tenant's outbox) lasts
+    /// without renewal: how soon other replicas on the same database take over the jobs of
+    /// one that stopped answering. Renewed every third of it. At least 1s.
+    #[arg(long, env = "SOCBRIDGE_LEASE_TTL", default_value = "30s", value_parser = parse_lease_ttl)]
+    pub lease_ttl: std::time::Duration,
+}
+
+fn parse_lease_ttl(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err(format!(
+            "`{s}` is shorter than 1s; a lease must outlive a database round trip"
+        ));
+    }
+    if d > std::time::Duration::from_secs(3600) {
+        return Err(format!(
+            "`{s}` is longer than 1h; a dead replica's work would wait that long"
+        ));
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Args)]

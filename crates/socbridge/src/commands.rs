@@ -35,7 +35,7 @@ async fn dispatch(cli: &Cli, store: socbridge_store::Store) -> anyhow::Result<Ex
             credential(cli, &engine, cmd).await
         }
         Command::Vendor(cmd) => {
-            let engine = engine_with_config(cli, store).await?;
+            let engine = engine_with_config(cli, store, EngineOptions::default()).await?;
             crate::vendor::run(cli, &engine, cmd).await
         }
         Command::Tenant(cmd) => tenant(cli, &store, cmd).await,
@@ -46,15 +46,17 @@ async fn dispatch(cli: &Cli, store: socbridge_store::Store) -> anyhow::Result<Ex
             source(cli, &engine, cmd).await
         }
         Command::Fetch(args) => {
-            let engine = engine_with_config(cli, store).await?;
+            let engine = engine_with_config(cli, store, EngineOptions::default()).await?;
             let reports = engine
                 .poll(Some(&args.tenant), args.source.as_deref())
-                .await?;
+                .await;
+            engine.retire().await;
+            let reports = reports?;
             print_reports(cli.output, &reports)?;
             Ok(exit_for(&reports))
         }
         Command::Check(args) => {
-            let engine = engine_with_config(cli, store).await?;
+            let engine = engine_with_config(cli, store, EngineOptions::default()).await?;
             let results = engine.check(args.tenant.as_deref()).await?;
             // Each row: tenant, source, kind, result. ServiceNow serves every tenant.
             let mut rows: Vec<(String, String, String, Result<(), String>)> = results
@@ -112,38 +114,15 @@ async fn dispatch(cli: &Cli, store: socbridge_store::Store) -> anyhow::Result<Ex
             })
         }
         Command::Serve(args) => {
-            let engine = engine_with_config(cli, store).await?;
+            let opts = EngineOptions {
+                lease_ttl: args.lease_ttl,
+                ..EngineOptions::default()
+            };
+            let engine = engine_with_config(cli, store, opts).await?;
             if args.until_idle {
-                let reports = engine.poll_until_idle(1000).await?;
-                print_reports(cli.output, &reports)?;
-                let mut code = exit_for(&reports);
-                // Ticket work and vendor write-backs first, then what changed at ServiceNow
-                // (which queues no ticket work, only write-backs: drained again after).
-                let mut left = engine.drain_outbox(args.drain_timeout).await?;
-                if engine.ticketing_configured().await? {
-                    if let Err(e) = engine.sync_tickets().await {
-                        eprintln!("ServiceNow sync-in failed: {e}");
-                        code = ExitCode::from(1);
-                    }
-                    left = engine.drain_outbox(args.drain_timeout).await?;
-                }
-                if left > 0 {
-                    eprintln!(
-                        "{left} outbox item(s) still pending after {}; they stay queued for the next run",
-                        humantime::format_duration(args.drain_timeout)
-                    );
-                    code = ExitCode::from(1);
-                }
-                // What the run stored and changed, to the SIEM sinks.
-                let sink_left = engine.drain_sinks(args.drain_timeout).await?;
-                if sink_left > 0 {
-                    eprintln!(
-                        "{sink_left} change batch(es) not yet delivered to a SIEM sink after {}; they stay queued for the next run",
-                        humantime::format_duration(args.drain_timeout)
-                    );
-                    code = ExitCode::from(1);
-                }
-                return Ok(code);
+                let code = until_idle(cli, &engine, args).await;
+                engine.retire().await;
+                return code;
             }
             let shutdown = CancellationToken::new();
             let trigger = shutdown.clone();
@@ -169,6 +148,45 @@ async fn dispatch(cli: &Cli, store: socbridge_store::Store) -> anyhow::Result<Ex
     }
 }
 
+/// `serve --until-idle`: every source polled until idle, the outbox drained, ServiceNow's
+/// changes taken in, the SIEM sinks fed.
+async fn until_idle(
+    cli: &Cli,
+    engine: &Engine,
+    args: &crate::cli::ServeArgs,
+) -> anyhow::Result<ExitCode> {
+    let reports = engine.poll_until_idle(1000).await?;
+    print_reports(cli.output, &reports)?;
+    let mut code = exit_for(&reports);
+    // Ticket work and vendor write-backs first, then what changed at ServiceNow
+    // (which queues no ticket work, only write-backs: drained again after).
+    let mut left = engine.drain_outbox(args.drain_timeout).await?;
+    if engine.ticketing_configured().await? {
+        if let Err(e) = engine.sync_tickets().await {
+            eprintln!("ServiceNow sync-in failed: {e}");
+            code = ExitCode::from(1);
+        }
+        left = engine.drain_outbox(args.drain_timeout).await?;
+    }
+    if left > 0 {
+        eprintln!(
+            "{left} outbox item(s) still pending after {}; they stay queued for the next run",
+            humantime::format_duration(args.drain_timeout)
+        );
+        code = ExitCode::from(1);
+    }
+    // What the run stored and changed, to the SIEM sinks.
+    let sink_left = engine.drain_sinks(args.drain_timeout).await?;
+    if sink_left > 0 {
+        eprintln!(
+            "{sink_left} change batch(es) not yet delivered to a SIEM sink after {}; they stay queued for the next run",
+            humantime::format_duration(args.drain_timeout)
+        );
+        code = ExitCode::from(1);
+    }
+    Ok(code)
+}
+
 /// Waits for Ctrl-C or SIGTERM.
 pub async fn wait_for_signal() {
     #[cfg(unix)]
@@ -192,9 +210,13 @@ pub async fn wait_for_signal() {
     }
 }
 
-async fn engine_with_config(cli: &Cli, store: socbridge_store::Store) -> anyhow::Result<Engine> {
+async fn engine_with_config(
+    cli: &Cli,
+    store: socbridge_store::Store,
+    opts: EngineOptions,
+) -> anyhow::Result<Engine> {
     let config = load_config(cli)?;
-    let engine = Engine::new(store, master_key(cli)?, EngineOptions::default());
+    let engine = Engine::new(store, master_key(cli)?, opts);
     if let Some(cfg) = &config {
         let applied = engine.apply_config(cfg).await?;
         tracing::info!(tenants = applied.tenants, sources = applied.sources, config = %cfg.path.display(), "config applied");

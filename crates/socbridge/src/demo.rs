@@ -138,6 +138,16 @@ pub(crate) async fn prepare(
     sim_config: SimConfig,
     tune: impl Fn(String) -> String,
 ) -> anyhow::Result<World> {
+    prepare_on(dir, None, sim_config, tune).await
+}
+
+/// [`prepare`] on the database at `database_url` (a fresh one), or SQLite in `dir` with `None`.
+pub(crate) async fn prepare_on(
+    dir: &std::path::Path,
+    database_url: Option<&str>,
+    sim_config: SimConfig,
+    tune: impl Fn(String) -> String,
+) -> anyhow::Result<World> {
     fresh_dir(dir)?;
     let sim = socbridge_sim::start(sim_config)
         .await
@@ -166,7 +176,10 @@ pub(crate) async fn prepare(
     std::fs::write(&config_path, tune(text))
         .with_context(|| format!("cannot write {}", config_path.display()))?;
     let config = Config::load(&config_path)?;
-    let store = Store::open_sqlite(&dir.join("socbridge.db")).await?;
+    let store = match database_url {
+        Some(url) => Store::connect(url).await?,
+        None => Store::open_sqlite(&dir.join("socbridge.db")).await?,
+    };
     let engine = start_engine(dir, &store, &config, EngineOptions::default()).await?;
     // The demo containment policy: isolate the workstation of every high or critical
     // incident, never a server.

@@ -46,6 +46,16 @@ pub fn outbox_job(tenant_id: i64) -> String {
     format!("outbox:{tenant_id}")
 }
 
+/// The job of ServiceNow's sync-in (one replica reads the changed tickets for all).
+pub fn sync_job() -> String {
+    "sync:servicenow".to_string()
+}
+
+/// The job of a SIEM sink's deliveries.
+pub fn sink_job(sink: &str) -> String {
+    format!("sink:{sink}")
+}
+
 /// How many of `jobs` one of `live_replicas` replicas should hold: the ceiling of the even
 /// share, so that together they cover every job, and at least one replica (this one) is
 /// counted even before it has registered.

@@ -40,6 +40,7 @@ pub use credentials::CredentialRecord;
 pub use error::StoreError;
 pub use leases::{
     Fence, Lease, LeaseView, Replica, ReplicaId, ReplicaRecord, fair_share, outbox_job, poll_job,
+    sink_job, sync_job,
 };
 pub use records::{
     Counts, IngestBatch, IngestOutcome, NewSource, QuarantineRecord, SourceRecord, TenantRecord,

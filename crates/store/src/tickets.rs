@@ -12,6 +12,7 @@
 //!   read back.
 
 use crate::error::ResultExt as _;
+use crate::leases::Fence;
 use crate::{Store, StoreError};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -128,6 +129,7 @@ impl OutboxKind {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OutboxItem {
     pub id: i64,
+    pub tenant_id: i64,
     pub tenant: String,
     pub incident_id: i64,
     pub target: String,
@@ -396,6 +398,7 @@ fn item_from_row(row: &sqlx::any::AnyRow) -> Result<OutboxItem, StoreError> {
     let payload: String = row.try_get("payload").map_err(read)?;
     Ok(OutboxItem {
         id: row.try_get("id").map_err(read)?,
+        tenant_id: row.try_get("tenant_id").map_err(read)?,
         tenant: row.try_get("tenant").map_err(read)?,
         incident_id: row.try_get("incident_id").map_err(read)?,
         target: row.try_get("target").map_err(read)?,
@@ -411,7 +414,8 @@ fn item_from_row(row: &sqlx::any::AnyRow) -> Result<OutboxItem, StoreError> {
     })
 }
 
-const ITEM_COLUMNS: &str = "o.id, t.name AS tenant, o.incident_id, o.target, o.kind, o.payload,
+const ITEM_COLUMNS: &str =
+    "o.id, o.tenant_id, t.name AS tenant, o.incident_id, o.target, o.kind, o.payload,
         o.state, o.attempts, o.next_attempt_at, o.last_error, o.created_at";
 
 fn ticket_from_row(row: &sqlx::any::AnyRow) -> Result<TicketRecord, StoreError> {
@@ -597,25 +601,37 @@ impl Store {
         Ok(id.is_some())
     }
 
-    /// Marks an item done.
-    pub async fn outbox_done(&self, id: i64) -> Result<(), StoreError> {
-        self.outbox_set(id, "done", None, None).await
+    /// Marks an item done. With a `fence` (the lease of the tenant's outbox this replica did
+    /// the work under), the change commits only while that lease is held
+    /// ([`StoreError::LeaseLost`] otherwise): a replica that lost the tenant to another
+    /// cannot overwrite what the new holder records.
+    pub async fn outbox_done(&self, id: i64, fence: Option<&Fence>) -> Result<(), StoreError> {
+        self.outbox_set(id, "done", None, None, fence).await
     }
 
-    /// Records a failed attempt; the item is tried again at `next_attempt_at`.
+    /// Records a failed attempt; the item is tried again at `next_attempt_at`. `fence` as in
+    /// [`Store::outbox_done`].
     pub async fn outbox_retry(
         &self,
         id: i64,
         error: &str,
         next_attempt_at: Timestamp,
+        fence: Option<&Fence>,
     ) -> Result<(), StoreError> {
-        self.outbox_set(id, "pending", Some(error), Some(next_attempt_at))
+        self.outbox_set(id, "pending", Some(error), Some(next_attempt_at), fence)
             .await
     }
 
     /// Gives up on an item: it stays visible as `failed` with its error until retried by hand.
-    pub async fn outbox_failed(&self, id: i64, error: &str) -> Result<(), StoreError> {
-        self.outbox_set(id, "failed", Some(error), None).await
+    /// `fence` as in [`Store::outbox_done`].
+    pub async fn outbox_failed(
+        &self,
+        id: i64,
+        error: &str,
+        fence: Option<&Fence>,
+    ) -> Result<(), StoreError> {
+        self.outbox_set(id, "failed", Some(error), None, fence)
+            .await
     }
 
     async fn outbox_set(
@@ -624,8 +640,12 @@ impl Store {
         state: &str,
         error: Option<&str>,
         next: Option<Timestamp>,
+        fence: Option<&Fence>,
     ) -> Result<(), StoreError> {
         let mut w = self.begin_write("updating an outbox item").await?;
+        if let Some(fence) = fence {
+            crate::leases::check_fence(w.conn(), self.backend, fence).await?;
+        }
         let now = Timestamp::now().as_micros();
         sqlx::query(
             "UPDATE outbox

@@ -652,7 +652,10 @@ async fn ticket_work_is_enqueued_with_the_change_and_can_be_failed_and_retried(d
         ticket.correlation_id,
         format!("socbridge:acme:{}", due[0].incident_id)
     );
-    store.outbox_failed(due[0].id, "refused").await.unwrap();
+    store
+        .outbox_failed(due[0].id, "refused", None)
+        .await
+        .unwrap();
     let stats = store.outbox_stats().await.unwrap();
     assert_eq!((stats.pending, stats.failed), (0, 1));
     assert_eq!(store.outbox_retry_failed(Some("acme")).await.unwrap(), 1);
@@ -841,7 +844,7 @@ async fn containment_is_planned_with_the_incident_and_released_on_close(db: &Tes
     );
     let contain = due.iter().find(|i| i.kind == OutboxKind::Contain).unwrap();
     assert_eq!(contain.target, socbridge_store::TARGET_CONTAINMENT);
-    store.outbox_done(contain.id).await.unwrap();
+    store.outbox_done(contain.id, None).await.unwrap();
 
     // The worker applies it; closing the incident queues its release, once.
     let id = win.actions[0].id;

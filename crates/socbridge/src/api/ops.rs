@@ -274,6 +274,20 @@ async fn render(state: &ApiState) -> Result<String, socbridge_store::StoreError>
         );
     }
 
+    gauge(
+        &mut out,
+        "socbridge_leases_held",
+        "Jobs (a source's polls, a tenant's outbox, a sink, the ServiceNow sync-in) this \
+         replica holds the lease of.",
+        "gauge",
+    );
+    let _ = writeln!(
+        out,
+        "socbridge_leases_held{{replica=\"{}\"}} {}",
+        escape(state.engine.replica_id().as_str()),
+        state.engine.held_jobs().len()
+    );
+
     write_engine_counters(&state.engine.metrics().snapshot(), &mut out);
     state.http.write(&mut out);
     Ok(out)
@@ -321,6 +335,20 @@ fn write_engine_counters(m: &socbridge_engine::MetricsSnapshot, out: &mut String
                 get(c)
             );
         }
+    }
+    gauge(
+        out,
+        "socbridge_leases_lost_total",
+        "Work stopped because another replica took its job over (its lease was lost and its \
+         write refused), by kind of work.",
+        "counter",
+    );
+    for (work, n) in &m.leases_lost {
+        let _ = writeln!(
+            out,
+            "socbridge_leases_lost_total{{work=\"{}\"}} {n}",
+            escape(work)
+        );
     }
     gauge(
         out,
