@@ -32,6 +32,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, serde::Serialize)]
 struct Figures {
     seed: u64,
+    /// `serve` processes running at once.
+    replicas: u16,
     kills: usize,
     /// Runs of `serve` that ended on their own before their kill (should be 0: a daemon).
     exited_early: usize,
@@ -51,6 +53,11 @@ struct Figures {
     doubled_tickets: u64,
     isolations_started: u64,
     isolations_released: u64,
+    /// Polls of one source that overlapped another poll of it (two replicas polling it at
+    /// once), as the vendor emulators saw them; must be 0.
+    overlapping_polls: u64,
+    /// The sources they were of, `vendor:source (tenant)`.
+    overlapping_sources: Vec<String>,
     elapsed_s: f64,
     tenants: Vec<TenantSummary>,
     ok: bool,
@@ -88,7 +95,12 @@ pub async fn chaos(cli: &Cli, args: &ChaosArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
     let sim = &world.sim;
-    faults_on(sim);
+    faults_on(sim, args.replicas > 1);
+    if args.replicas > 1 {
+        // Each poll is held a little, so that two replicas polling one source at once would
+        // be seen overlapping.
+        sim.set_poll_delay(Duration::from_millis(20));
+    }
     let exe = std::env::current_exe().context("cannot find the socbridge binary")?;
     let log_path = dir.join("serve.log");
     let outage = (kills / 4, kills / 4 + kills / 5);
@@ -151,6 +163,7 @@ pub async fn chaos(cli: &Cli, args: &ChaosArgs) -> anyhow::Result<ExitCode> {
     }
     sim.set_servicenow_outage(false);
     faults_off(sim);
+    sim.set_poll_delay(Duration::ZERO);
     let faults = fault_figures(sim);
 
     // Settle: runs to completion until one stores nothing new and leaves no outbox work.
@@ -190,9 +203,12 @@ pub async fn chaos(cli: &Cli, args: &ChaosArgs) -> anyhow::Result<ExitCode> {
     }
 
     let rows = summarise(&world.store, sim).await?;
+    let counters = sim.counters();
     let sum = |f: fn(&TenantSummary) -> u64| rows.iter().map(f).sum::<u64>();
+    let overlapping_polls = counters.overlapping_polls();
     let figures = Figures {
         seed,
+        replicas: args.replicas,
         kills,
         exited_early,
         kills_during_outage,
@@ -207,8 +223,10 @@ pub async fn chaos(cli: &Cli, args: &ChaosArgs) -> anyhow::Result<ExitCode> {
         doubled_tickets: sum(|r| r.doubled),
         isolations_started: sum(|r| r.isolated),
         isolations_released: sum(|r| r.released),
+        overlapping_polls,
+        overlapping_sources: counters.overlapping_sources(),
         elapsed_s: started.elapsed().as_secs_f64(),
-        ok: rows.iter().all(|r| r.ok),
+        ok: rows.iter().all(|r| r.ok) && overlapping_polls == 0,
         tenants: rows,
     };
     report(cli.output, &figures)?;
@@ -222,12 +240,16 @@ pub async fn chaos(cli: &Cli, args: &ChaosArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn faults_on(sim: &SimHandle) {
+/// Faults everywhere. With `replicas`, the polled vendors answer slowly only by the short poll
+/// delay: a killed replica's request held for long would still count as in flight when the
+/// replica that takes its source over asks, an overlap no replica made.
+fn faults_on(sim: &SimHandle, replicas: bool) {
+    let polled_slow = if replicas { 0.0 } else { 0.03 };
     sim.set_faults(Faults {
         rate_429: 0.04,
         rate_500: 0.03,
         rate_503: 0.03,
-        rate_slow: 0.03,
+        rate_slow: polled_slow,
         slow_ms: 200,
         rate_drop: 0.04,
         rate_truncate: 0.03,
@@ -246,7 +268,7 @@ fn faults_on(sim: &SimHandle) {
     sim.set_symantec_faults(SymantecFaults {
         rate_500: 0.04,
         rate_503: 0.04,
-        rate_slow: 0.03,
+        rate_slow: polled_slow,
         slow_ms: 200,
         rate_drop: 0.03,
         rate_truncate: 0.03,
@@ -256,7 +278,7 @@ fn faults_on(sim: &SimHandle) {
         rate_429: 0.04,
         rate_500: 0.03,
         rate_503: 0.03,
-        rate_slow: 0.03,
+        rate_slow: polled_slow,
         slow_ms: 200,
         rate_drop: 0.03,
         rate_truncate: 0.03,
@@ -493,9 +515,18 @@ fn report(output: Output, f: &Figures) -> anyhow::Result<()> {
             }
             println!("{t}");
             println!(
-                "{} SIGKILLs ({} during a ServiceNow outage), {} incidents closed meanwhile, \
-                 faults injected: {}",
-                f.kills, f.kills_during_outage, f.closed_by_analysts, f.faults
+                "{} SIGKILLs of {} replica(s) ({} during a ServiceNow outage), {} incidents \
+                 closed meanwhile, faults injected: {}",
+                f.kills, f.replicas, f.kills_during_outage, f.closed_by_analysts, f.faults
+            );
+            println!(
+                "{} polls of one source overlapped another poll of it{}",
+                f.overlapping_polls,
+                if f.overlapping_sources.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", f.overlapping_sources.join(", "))
+                }
             );
             println!(
                 "{} signals, {} stored, {} lost, {} incidents, {} tickets, {} doubled, {} \
