@@ -568,7 +568,8 @@ impl Engine {
     /// [`crate::leasing`]), polls each source it holds when its interval has passed since its
     /// last poll (by any replica), one poll per source at a time, until `shutdown` fires; then
     /// waits for the polls in flight (each commits page by page, so stopping between pages
-    /// loses nothing) and gives its leases back.
+    /// loses nothing; one still waiting on its vendor after 10 s is stopped, its page not
+    /// committed) and gives its leases back.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<(), EngineError> {
         self.start_leasing();
         // The first round before any work, so that the first tick already has jobs.
@@ -697,10 +698,27 @@ impl Engine {
                 });
             }
         }
-        while tasks.join_next().await.is_some() {}
+        // Polls in flight finish their page; one stuck on a vendor that does not answer is
+        // stopped after the grace (its page uncommitted: the next poll reads it again).
+        let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(
+                polls = tasks.len(),
+                grace = ?SHUTDOWN_GRACE,
+                "stopping the polls still waiting on their vendor"
+            );
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
         Ok(())
     }
 }
+
+/// How long shutdown waits for the polls in flight before it stops them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// How a poll ended badly: its lease lost (stop quietly) or any other error (recorded).
 enum Failure {
