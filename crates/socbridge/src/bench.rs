@@ -62,6 +62,9 @@ const SCALE_UMBRELLA_PER_MINUTE: f64 = 0.02;
 
 pub async fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     validate(cli, args)?;
+    if !args.replicas.is_empty() {
+        return crate::bench_replicas::run(cli, args).await;
+    }
     let dir = cli.data_dir.join("bench");
     crate::demo::fresh_dir(&dir)?;
     let sim_rt = tokio::runtime::Builder::new_multi_thread()

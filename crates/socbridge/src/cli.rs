@@ -128,6 +128,11 @@ pub struct BenchArgs {
     /// Fixes the generated data.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Measure the throughput run with this many `serve` replicas sharing one PostgreSQL,
+    /// each count in turn (`1,2,3`): the same emulated data set each time, a fresh database
+    /// of its own on the server `--database-url` names (needed), dropped after.
+    #[arg(long, value_delimiter = ',', value_name = "N,N,...")]
+    pub replicas: Vec<u16>,
 }
 
 #[derive(Debug, Args)]

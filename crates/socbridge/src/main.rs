@@ -6,6 +6,7 @@
 
 mod api;
 mod bench;
+mod bench_replicas;
 mod chaos;
 mod cli;
 mod commands;

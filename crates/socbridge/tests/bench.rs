@@ -151,6 +151,31 @@ async fn bench_refuses_bad_arguments_with_exit_2() {
             "postgres://",
         ),
         (vec!["bench", "--events", "many"], "--events"),
+        (
+            vec!["bench", "--replicas", "1,2"],
+            "--database-url postgres://",
+        ),
+        (
+            vec![
+                "--database-url",
+                "postgres://postgres@127.0.0.1:1/x",
+                "bench",
+                "--replicas",
+                "0,2",
+            ],
+            "1 to 16",
+        ),
+        (
+            vec![
+                "--database-url",
+                "postgres://postgres@127.0.0.1:1/x",
+                "bench",
+                "--scale",
+                "--replicas",
+                "2",
+            ],
+            "--scale",
+        ),
     ] {
         let mut cmd = socbridge(&dir.path().join("data"));
         cmd.args(&args);
@@ -159,4 +184,58 @@ async fn bench_refuses_bad_arguments_with_exit_2() {
         assert!(stderr(&out).contains(says), "{args:?}: {}", describe(&out));
         assert!(stdout(&out).is_empty(), "{args:?}: {}", describe(&out));
     }
+}
+
+/// `bench --replicas 1,2` on a PostgreSQL server (127.0.0.1:5432 or
+/// `SOCBRIDGE_TEST_POSTGRES_URL`; fails, never skips, when it is not there): each count gets
+/// the same data set on a database of its own, every signal is stored, every incident has its
+/// ticket, and no source is polled by two replicas at once. Timings are not under test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_replicas_stores_everything_with_one_and_two_replicas() {
+    let server = std::env::var("SOCBRIDGE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = socbridge(&dir.path().join("data"));
+    cmd.args(["--database-url", &server, "--output", "json"])
+        .args([
+            "bench",
+            "--replicas",
+            "1,2",
+            "--events",
+            "2000",
+            "--tenants",
+            "4",
+        ]);
+    let out = run(cmd).await;
+    assert!(out.status.success(), "{}", describe(&out));
+    let f = json(&out);
+    assert_eq!(f["mode"], "replicas", "{f}");
+    assert_eq!(f["ok"], true, "{f}");
+    let runs = f["runs"].as_array().expect("runs");
+    let counts: Vec<u64> = runs.iter().filter_map(|r| r["replicas"].as_u64()).collect();
+    assert_eq!(counts, [1, 2], "{f}");
+    for r in runs {
+        // The emulators' data set is the same for each count, and all of it was stored.
+        assert_eq!(r["signals"], runs[0]["signals"], "{f}");
+        assert!(r["signals"].as_u64().unwrap() > 1000, "{f}");
+        assert_eq!(r["stored"], r["signals"], "{f}");
+        assert_eq!(r["findings"], runs[0]["findings"], "{f}");
+        assert!(r["incidents"].as_u64().unwrap() > 0, "{f}");
+        assert_eq!(r["tickets"], r["incidents"], "{f}");
+        assert_eq!(r["overlapping_polls"], 0, "{f}");
+        assert_eq!(r["tenants_ok"], true, "{f}");
+        let per = r["per_replica"].as_array().expect("per_replica");
+        assert_eq!(per.len() as u64, r["replicas"].as_u64().unwrap(), "{f}");
+        // Every source's polls are held by one of the replicas.
+        let polls: u64 = per
+            .iter()
+            .filter_map(|p| p["leases"]["poll"].as_u64())
+            .sum();
+        assert_eq!(polls, 12, "4 tenants x 3 sources: {f}");
+        for p in per {
+            assert!(number(p, "cpu_seconds") > 0.0, "{f}");
+            assert!(number(p, "peak_rss_mib") > 0.0, "{f}");
+        }
+    }
+    assert!(runs[1]["speedup"].as_f64().is_some(), "{f}");
 }
