@@ -2,10 +2,12 @@
 //! one into an incident, keep the quarantined records, and move the source's cursor mark to
 //! what was stored, all committed together or not at all.
 //!
-//! The work is done per page, not per finding, since each statement is a round trip to the
-//! database: one look-up of which of the page's vendor keys are stored, correlation once per
-//! subject (its findings go where the first goes), the new findings in multi-row inserts,
-//! each incident touched updated once with what the page adds to it.
+//! The work is done per page, not per finding: one look-up of which of the page's vendor keys
+//! are stored, correlation once per subject (its findings go where the first goes), the new
+//! findings inserted (in multi-row statements where each statement is a round trip, see
+//! `insert_rows`), each incident touched updated once with what the page adds to it. The
+//! statements go through `db::Tx`: the same SQL on both backends, run on SQLite without the
+//! hop to sqlx's worker thread.
 //!
 //! Deduplication is the database's: the unique key (tenant, source, vendor key) holds, the
 //! look-up runs under the tenant's ingest lock (see `lock_source`), and the insert still says
@@ -14,6 +16,7 @@
 //! anything twice. Quarantined records are deduplicated by the hash of their bytes.
 
 use crate::containment::{Candidate, plan_for_ingest};
+use crate::db::{Arg, FromRow, Tx};
 use crate::error::ResultExt as _;
 use crate::tickets::{OutboxKind, enqueue, ticketing_enabled};
 use crate::{Backend, IngestBatch, IngestOutcome, Store, StoreError};
@@ -122,10 +125,40 @@ impl Store {
             });
         }
         let mut w = self.begin_write("beginning an ingest").await?;
-        let conn = w.conn();
-        let source = self.lock_source(conn, source_id).await?;
+        let (out, queued) = {
+            let mut tx = Tx::new(w.conn(), self.backend).await?;
+            self.ingest_in(&mut tx, source_id, batch, move_mark).await?
+            // `tx` is dropped here, before the commit (see `db::Tx`).
+        };
+        if queued {
+            w.commit_waking("committing an ingest").await?;
+        } else {
+            w.commit("committing an ingest").await?;
+        }
+        tracing::debug!(
+            source_id,
+            new = out.new_findings,
+            duplicates = out.duplicates,
+            quarantined = out.quarantined_new,
+            incidents_created = out.incidents_created,
+            incidents_updated = out.incidents_updated,
+            "ingest committed"
+        );
+        Ok(out)
+    }
+
+    /// The statements of one ingest, inside its write transaction; answers the outcome and
+    /// whether outbox work was queued (the commit then wakes the worker).
+    async fn ingest_in(
+        &self,
+        tx: &mut Tx<'_>,
+        source_id: i64,
+        batch: &IngestBatch,
+        move_mark: bool,
+    ) -> Result<(IngestOutcome, bool), StoreError> {
+        let source = self.lock_source(tx, source_id).await?;
         if let Some(fence) = &batch.fence {
-            crate::leases::check_fence(conn, self.backend, fence).await?;
+            crate::leases::check_fence(tx.any(), self.backend, fence).await?;
         }
         let now = Timestamp::now();
         let mut out = IngestOutcome::default();
@@ -134,7 +167,7 @@ impl Store {
         // Which findings are new: one look-up for the page, then the walk in order, which
         // also drops a key repeated within the page and stops at the cap.
         let stored = stored_keys(
-            conn,
+            tx,
             self.backend,
             source.tenant_id,
             source_id,
@@ -184,7 +217,7 @@ impl Store {
             let findings: Vec<&Finding> = members.iter().map(|&i| fresh[i]).collect();
             let ids = self
                 .place_group(
-                    conn,
+                    tx,
                     source.tenant_id,
                     key,
                     *group_by,
@@ -200,16 +233,9 @@ impl Store {
         // Stored in the page's order, so ids follow the order findings arrived in.
         let placed: Vec<(i64, &Finding)> =
             incident_of.into_iter().zip(fresh.iter().copied()).collect();
-        let new_finding_ids = insert_findings(
-            conn,
-            self.backend,
-            source_id,
-            source.tenant_id,
-            &placed,
-            now,
-        )
-        .await?;
-        fold_in(conn, self.backend, &folds, now).await?;
+        let new_finding_ids =
+            insert_findings(tx, self.backend, source_id, source.tenant_id, &placed, now).await?;
+        fold_in(tx, self.backend, &folds, now).await?;
 
         // Computers put into incidents by this batch, for the containment policy.
         let mut candidates: BTreeMap<i64, Candidate> = BTreeMap::new();
@@ -237,21 +263,24 @@ impl Store {
 
         for q in &batch.quarantined {
             let hash = hex::encode(Sha256::digest(&q.raw));
-            let id: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO quarantine (tenant_id, source_id, record_hash, reason, raw, received_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)
-                 ON CONFLICT (tenant_id, source_id, record_hash) DO NOTHING
-                 RETURNING id",
-            )
-            .bind(source.tenant_id)
-            .bind(source_id)
-            .bind(hash)
-            .bind(q.reason.as_str())
-            .bind(q.raw.as_slice())
-            .bind(now.as_micros())
-            .fetch_optional(&mut *conn)
-            .await
-            .op("quarantining a record")?;
+            let id: Option<(i64,)> = tx
+                .fetch_optional(
+                    "quarantining a record",
+                    "INSERT INTO quarantine (tenant_id, source_id, record_hash, reason, raw,
+                                             received_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (tenant_id, source_id, record_hash) DO NOTHING
+                     RETURNING id",
+                    &[
+                        source.tenant_id.into(),
+                        source_id.into(),
+                        hash.as_str().into(),
+                        q.reason.as_str().into(),
+                        q.raw.as_slice().into(),
+                        now.as_micros().into(),
+                    ],
+                )
+                .await?;
             out.quarantined_new += usize::from(id.is_some());
         }
 
@@ -262,17 +291,17 @@ impl Store {
             source.cursor_mark
         };
         if mark != source.cursor_mark {
-            sqlx::query("UPDATE sources SET cursor_mark = $2 WHERE id = $1")
-                .bind(source_id)
-                .bind(mark.map(Timestamp::as_micros))
-                .execute(&mut *conn)
-                .await
-                .op("moving the cursor mark")?;
+            tx.execute(
+                "moving the cursor mark",
+                "UPDATE sources SET cursor_mark = $2 WHERE id = $1",
+                &[source_id.into(), mark.map(Timestamp::as_micros).into()],
+            )
+            .await?;
         }
-        if (!created.is_empty() || !touched.is_empty()) && ticketing_enabled(conn).await? {
+        if (!created.is_empty() || !touched.is_empty()) && ticketing_enabled(tx.any()).await? {
             let tenant: String = sqlx::query_scalar("SELECT name FROM tenants WHERE id = $1")
                 .bind(source.tenant_id)
-                .fetch_one(&mut *conn)
+                .fetch_one(tx.any())
                 .await
                 .op("reading the tenant of an ingest")?;
             let mut ids: Vec<(i64, OutboxKind)> = created
@@ -287,7 +316,7 @@ impl Store {
             ids.sort_unstable_by_key(|(id, _)| *id);
             for (id, kind) in ids {
                 enqueue(
-                    conn,
+                    tx.any(),
                     source.tenant_id,
                     &tenant,
                     id,
@@ -299,42 +328,28 @@ impl Store {
             }
         }
         crate::sinks::enqueue_ingest(
-            conn,
+            tx.any(),
             source.tenant_id,
             &new_finding_ids,
             created.union(&touched),
             now,
         )
         .await?;
-        crate::xdr::on_ingest(conn, source.tenant_id, &created, now).await?;
+        crate::xdr::on_ingest(tx.any(), source.tenant_id, &created, now).await?;
         if !candidates.is_empty() {
             let source_name: String = sqlx::query_scalar("SELECT name FROM sources WHERE id = $1")
                 .bind(source_id)
-                .fetch_one(&mut *conn)
+                .fetch_one(tx.any())
                 .await
                 .op("reading the source of an ingest")?;
             let candidates: Vec<Candidate> = candidates.into_values().collect();
-            plan_for_ingest(conn, source.tenant_id, &source_name, &candidates, now).await?;
-        }
-        if folds.is_empty() {
-            w.commit("committing an ingest").await?;
-        } else {
-            w.commit_waking("committing an ingest").await?;
+            plan_for_ingest(tx.any(), source.tenant_id, &source_name, &candidates, now).await?;
         }
 
         out.incidents_created = created.len();
         out.incidents_updated = touched.difference(&created).count();
         out.mark = mark;
-        tracing::debug!(
-            source_id,
-            new = out.new_findings,
-            duplicates = out.duplicates,
-            quarantined = out.quarantined_new,
-            incidents_created = out.incidents_created,
-            incidents_updated = out.incidents_updated,
-            "ingest committed"
-        );
-        Ok(out)
+        Ok((out, !folds.is_empty()))
     }
 
     /// Reads the source's tenant and mark, and makes concurrent ingests of one tenant run one
@@ -350,41 +365,44 @@ impl Store {
     /// (`deadlock_timeout`) to detect and break.
     async fn lock_source(
         &self,
-        conn: &mut AnyConnection,
+        tx: &mut Tx<'_>,
         source_id: i64,
     ) -> Result<SourceCursor, StoreError> {
         let not_found = || StoreError::NotFound {
             what: format!("source {source_id}"),
         };
+        const OP: &str = "reading the source of an ingest";
         let row: Option<(i64, Option<i64>)> = match self.backend {
             Backend::Sqlite => {
-                sqlx::query_as("SELECT tenant_id, cursor_mark FROM sources WHERE id = $1")
-                    .bind(source_id)
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .op("reading the source of an ingest")?
+                tx.fetch_optional(
+                    OP,
+                    "SELECT tenant_id, cursor_mark FROM sources WHERE id = $1",
+                    &[source_id.into()],
+                )
+                .await?
             }
             Backend::Postgres => {
-                let tenant_id: Option<i64> =
-                    sqlx::query_scalar("SELECT tenant_id FROM sources WHERE id = $1")
-                        .bind(source_id)
-                        .fetch_optional(&mut *conn)
-                        .await
-                        .op("reading the source of an ingest")?;
-                let tenant_id = tenant_id.ok_or_else(not_found)?;
-                sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR NO KEY UPDATE")
-                    .bind(tenant_id)
-                    .execute(&mut *conn)
-                    .await
-                    .op("locking the tenant of an ingest")?;
-                // Read after the lock: the mark the previous ingest committed.
-                sqlx::query_as(
-                    "SELECT tenant_id, cursor_mark FROM sources WHERE id = $1 FOR NO KEY UPDATE",
+                let tenant_id: Option<(i64,)> = tx
+                    .fetch_optional(
+                        OP,
+                        "SELECT tenant_id FROM sources WHERE id = $1",
+                        &[source_id.into()],
+                    )
+                    .await?;
+                let (tenant_id,) = tenant_id.ok_or_else(not_found)?;
+                tx.execute(
+                    "locking the tenant of an ingest",
+                    "SELECT id FROM tenants WHERE id = $1 FOR NO KEY UPDATE",
+                    &[tenant_id.into()],
                 )
-                .bind(source_id)
-                .fetch_optional(&mut *conn)
-                .await
-                .op("reading the source of an ingest")?
+                .await?;
+                // Read after the lock: the mark the previous ingest committed.
+                tx.fetch_optional(
+                    OP,
+                    "SELECT tenant_id, cursor_mark FROM sources WHERE id = $1 FOR NO KEY UPDATE",
+                    &[source_id.into()],
+                )
+                .await?
             }
         };
         let (tenant_id, cursor_mark) = row.ok_or_else(not_found)?;
@@ -403,7 +421,7 @@ impl Store {
     #[allow(clippy::too_many_arguments)]
     async fn place_group<'f>(
         &self,
-        conn: &mut AnyConnection,
+        tx: &mut Tx<'_>,
         tenant_id: i64,
         key: &str,
         group_by: GroupBy,
@@ -412,15 +430,15 @@ impl Store {
         folds: &mut BTreeMap<i64, Fold<'f>>,
     ) -> Result<Vec<i64>, StoreError> {
         let mut placed = Vec::with_capacity(findings.len());
-        let mut own = self.find_incident(conn, tenant_id, key, group_by).await?;
+        let mut own = self.find_incident(tx, tenant_id, key, group_by).await?;
         for f in findings {
             let (id, base, created) = match own {
                 Some((id, severity)) => (id, severity, false),
-                None => match self.find_joinable(conn, tenant_id, f).await? {
+                None => match self.find_joinable(tx, tenant_id, f).await? {
                     Some((id, severity)) => (id, severity, false),
                     None => {
                         let opened = self
-                            .open_incident(conn, tenant_id, key, group_by, f, now)
+                            .open_incident(tx, tenant_id, key, group_by, f, now)
                             .await?;
                         own = Some((opened.id, opened.severity));
                         (opened.id, opened.severity, opened.created)
@@ -441,40 +459,43 @@ impl Store {
     /// finds theirs.
     async fn open_incident(
         &self,
-        conn: &mut AnyConnection,
+        tx: &mut Tx<'_>,
         tenant_id: i64,
         key: &str,
         group_by: GroupBy,
         f: &Finding,
         now: Timestamp,
     ) -> Result<Attached, StoreError> {
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO incidents (tenant_id, title, severity, status, correlation_key,
-                                    open_key, finding_count, first_seen, last_seen,
-                                    created_at, updated_at)
-             VALUES ($1, $2, $3, 'new', $4, $4, 0, $5, $5, $6, $6)
-             ON CONFLICT (tenant_id, open_key) DO NOTHING
-             RETURNING id",
-        )
-        .bind(tenant_id)
-        .bind(incident_title(f))
-        .bind(f.severity.rank())
-        .bind(key)
-        .bind(f.observed_at.as_micros())
-        .bind(now.as_micros())
-        .fetch_optional(&mut *conn)
-        .await
-        .op("opening an incident")?;
-        if let Some(id) = id {
+        let title = incident_title(f);
+        let id: Option<(i64,)> = tx
+            .fetch_optional(
+                "opening an incident",
+                "INSERT INTO incidents (tenant_id, title, severity, status, correlation_key,
+                                        open_key, finding_count, first_seen, last_seen,
+                                        created_at, updated_at)
+                 VALUES ($1, $2, $3, 'new', $4, $4, 0, $5, $5, $6, $6)
+                 ON CONFLICT (tenant_id, open_key) DO NOTHING
+                 RETURNING id",
+                &[
+                    tenant_id.into(),
+                    title.as_str().into(),
+                    f.severity.rank().into(),
+                    key.into(),
+                    f.observed_at.as_micros().into(),
+                    now.as_micros().into(),
+                ],
+            )
+            .await?;
+        if let Some((id,)) = id {
             let detail = format!("opened by {} finding {}", f.source_kind, f.vendor_key);
-            add_event(conn, id, now, "created", SYSTEM_ACTOR, &detail).await?;
+            add_event(tx.any(), id, now, "created", SYSTEM_ACTOR, &detail).await?;
             return Ok(Attached {
                 id,
                 created: true,
                 severity: f.severity.rank(),
             });
         }
-        match self.find_incident(conn, tenant_id, key, group_by).await? {
+        match self.find_incident(tx, tenant_id, key, group_by).await? {
             Some((id, severity)) => Ok(Attached {
                 id,
                 created: false,
@@ -492,7 +513,7 @@ impl Store {
     /// observable (see `model::correlation::JoinRule`), if any: the most recent one.
     async fn find_joinable(
         &self,
-        conn: &mut AnyConnection,
+        tx: &mut Tx<'_>,
         tenant_id: i64,
         f: &Finding,
     ) -> Result<Option<(i64, i64)>, StoreError> {
@@ -510,22 +531,27 @@ impl Store {
                 Backend::Sqlite => "",
                 Backend::Postgres => " FOR UPDATE OF i",
             };
-            let found: Option<(i64, i64)> = sqlx::query_as(&format!(
-                "SELECT i.id, i.severity FROM incidents i
-                  WHERE i.tenant_id = $1 AND i.open_key IS NOT NULL
-                    AND i.correlation_key LIKE $2
-                    AND EXISTS (SELECT 1 FROM incident_observables o
-                                 WHERE o.incident_id = i.id AND o.kind = $3
-                                   AND LOWER(o.value) = $4)
-                  ORDER BY i.id DESC LIMIT 1{lock}"
-            ))
-            .bind(tenant_id)
-            .bind(format!("{}%", join.key_prefix))
-            .bind(join.by.as_str())
-            .bind(value)
-            .fetch_optional(&mut *conn)
-            .await
-            .op("finding an incident to join")?;
+            let prefix = format!("{}%", join.key_prefix);
+            let found: Option<(i64, i64)> = tx
+                .fetch_optional(
+                    "finding an incident to join",
+                    &format!(
+                        "SELECT i.id, i.severity FROM incidents i
+                          WHERE i.tenant_id = $1 AND i.open_key IS NOT NULL
+                            AND i.correlation_key LIKE $2
+                            AND EXISTS (SELECT 1 FROM incident_observables o
+                                         WHERE o.incident_id = i.id AND o.kind = $3
+                                           AND LOWER(o.value) = $4)
+                          ORDER BY i.id DESC LIMIT 1{lock}"
+                    ),
+                    &[
+                        tenant_id.into(),
+                        prefix.as_str().into(),
+                        join.by.as_str().into(),
+                        value.as_str().into(),
+                    ],
+                )
+                .await?;
             if found.is_some() {
                 return Ok(found);
             }
@@ -535,7 +561,7 @@ impl Store {
 
     async fn find_incident(
         &self,
-        conn: &mut AnyConnection,
+        tx: &mut Tx<'_>,
         tenant_id: i64,
         key: &str,
         group_by: GroupBy,
@@ -560,18 +586,18 @@ impl Store {
                  ORDER BY id DESC LIMIT 1 FOR UPDATE"
             }
         };
-        sqlx::query_as(sql)
-            .bind(tenant_id)
-            .bind(key)
-            .fetch_optional(&mut *conn)
-            .await
-            .op("finding the incident of a finding")
+        tx.fetch_optional(
+            "finding the incident of a finding",
+            sql,
+            &[tenant_id.into(), key.into()],
+        )
+        .await
     }
 }
 
 /// The vendor keys of `findings` the tenant's source already holds.
 async fn stored_keys(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     backend: Backend,
     tenant_id: i64,
     source_id: i64,
@@ -586,28 +612,57 @@ async fn stored_keys(
         sql.push_str(" AND vendor_key IN (");
         push_params(&mut sql, backend, 3, chunk.len());
         sql.push(')');
-        let mut query = sqlx::query_scalar::<_, String>(&sql)
-            .bind(tenant_id)
-            .bind(source_id);
-        for f in chunk {
-            query = query.bind(f.vendor_key.as_str());
-        }
-        stored.extend(
-            query
-                .fetch_all(&mut *conn)
-                .await
-                .op("looking up stored findings")?,
-        );
+        let mut args: Vec<Arg> = Vec::with_capacity(chunk.len() + 2);
+        args.push(tenant_id.into());
+        args.push(source_id.into());
+        args.extend(chunk.iter().map(|f| Arg::from(f.vendor_key.as_str())));
+        let keys: Vec<(String,)> = tx
+            .fetch_all("looking up stored findings", &sql, &args)
+            .await?;
+        stored.extend(keys.into_iter().map(|(k,)| k));
     }
     Ok(stored)
 }
 
-/// Inserts the new findings, each with its incident, a multi-row statement per chunk;
-/// answers their ids. None of them is stored yet (the caller looked, under the tenant's
-/// lock), so a key found stored after all means a writer the lock did not stop: the
-/// transaction fails rather than count a finding that is not there.
+/// Inserts rows of `columns` parameters each (`args`, row after row) with the statement
+/// `head (...), (...) tail`, and answers what it returns. Through sqlx, up to
+/// `rows_per_statement` rows go in one statement, since each statement is a round trip; on a
+/// direct SQLite connection there is no round trip to save, so the one-row statement is
+/// prepared once and stepped for each row. The SQL is the same either way.
+#[allow(clippy::too_many_arguments)]
+async fn insert_rows<R: FromRow>(
+    tx: &mut Tx<'_>,
+    backend: Backend,
+    op: &'static str,
+    head: &str,
+    columns: usize,
+    tail: &str,
+    rows_per_statement: usize,
+    args: &[Arg<'_>],
+) -> Result<Vec<R>, StoreError> {
+    let rows = if tx.is_direct() {
+        1
+    } else {
+        rows_per_statement
+    };
+    let mut out = Vec::new();
+    let mut sql = (0, String::new());
+    for chunk in args.chunks(rows * columns) {
+        let n = chunk.len() / columns;
+        if sql.0 != n {
+            sql = (n, multi_row(backend, head, n, columns, tail));
+        }
+        out.extend(tx.fetch_all::<R>(op, &sql.1, chunk).await?);
+    }
+    Ok(out)
+}
+
+/// Inserts the new findings, each with its incident; answers their ids. None of them is
+/// stored yet (the caller looked, under the tenant's lock), so a key found stored after all
+/// means a writer the lock did not stop: the transaction fails rather than count a finding
+/// that is not there.
 async fn insert_findings(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     backend: Backend,
     source_id: i64,
     tenant_id: i64,
@@ -615,52 +670,57 @@ async fn insert_findings(
     now: Timestamp,
 ) -> Result<Vec<i64>, StoreError> {
     const COLUMNS: usize = 13;
-    let mut ids = Vec::with_capacity(placed.len());
-    for chunk in placed.chunks(FINDINGS_PER_INSERT) {
-        let sql = multi_row(
-            backend,
-            "INSERT INTO findings (tenant_id, source_id, incident_id, source_kind, vendor_key,
-                                   observed_at, ingested_at, severity, title, event_type,
-                                   subject_key, observables, raw)
-             VALUES",
-            chunk.len(),
-            COLUMNS,
-            "ON CONFLICT (tenant_id, source_id, vendor_key) DO NOTHING RETURNING id",
-        );
-        let mut query = sqlx::query_scalar::<_, i64>(&sql);
-        for (incident_id, f) in chunk {
-            let observables = serde_json::to_string(&f.observables).map_err(|e| {
-                StoreError::corrupt(format!("observables of finding {}: {e}", f.vendor_key))
-            })?;
-            let subject_key = f.subject.as_ref().map(|s| format!("{}:{}", s.kind, s.id));
-            query = query
-                .bind(tenant_id)
-                .bind(source_id)
-                .bind(*incident_id)
-                .bind(f.source_kind.as_str())
-                .bind(f.vendor_key.as_str())
-                .bind(f.observed_at.as_micros())
-                .bind(now.as_micros())
-                .bind(f.severity.rank())
-                .bind(f.title.as_str())
-                .bind(f.event_type.as_str())
-                .bind(subject_key)
-                .bind(observables)
-                .bind(f.raw.as_str());
-        }
-        let got = query.fetch_all(&mut *conn).await.op("inserting findings")?;
-        if got.len() != chunk.len() {
-            return Err(StoreError::Conflict {
-                detail: format!(
-                    "{} of {} findings were stored by another writer during this ingest; try again",
-                    chunk.len() - got.len(),
-                    chunk.len()
-                ),
-            });
-        }
-        ids.extend(got);
+    // What is computed per row, owned here so that the arguments can borrow it.
+    let mut computed: Vec<(String, Option<String>)> = Vec::with_capacity(placed.len());
+    for (_, f) in placed {
+        let observables = serde_json::to_string(&f.observables).map_err(|e| {
+            StoreError::corrupt(format!("observables of finding {}: {e}", f.vendor_key))
+        })?;
+        let subject_key = f.subject.as_ref().map(|s| format!("{}:{}", s.kind, s.id));
+        computed.push((observables, subject_key));
     }
-    Ok(ids)
+    let mut args: Vec<Arg> = Vec::with_capacity(placed.len() * COLUMNS);
+    for ((incident_id, f), (observables, subject_key)) in placed.iter().zip(&computed) {
+        args.extend::<[Arg; COLUMNS]>([
+            tenant_id.into(),
+            source_id.into(),
+            (*incident_id).into(),
+            f.source_kind.as_str().into(),
+            f.vendor_key.as_str().into(),
+            f.observed_at.as_micros().into(),
+            now.as_micros().into(),
+            f.severity.rank().into(),
+            f.title.as_str().into(),
+            f.event_type.as_str().into(),
+            subject_key.as_deref().into(),
+            observables.as_str().into(),
+            f.raw.as_str().into(),
+        ]);
+    }
+    let ids: Vec<(i64,)> = insert_rows(
+        tx,
+        backend,
+        "inserting findings",
+        "INSERT INTO findings (tenant_id, source_id, incident_id, source_kind, vendor_key,
+                               observed_at, ingested_at, severity, title, event_type,
+                               subject_key, observables, raw)
+         VALUES",
+        COLUMNS,
+        "ON CONFLICT (tenant_id, source_id, vendor_key) DO NOTHING RETURNING id",
+        FINDINGS_PER_INSERT,
+        &args,
+    )
+    .await?;
+    if ids.len() != placed.len() {
+        return Err(StoreError::Conflict {
+            detail: format!(
+                "{} of {} findings were stored by another writer during this ingest; try again",
+                placed.len() - ids.len(),
+                placed.len()
+            ),
+        });
+    }
+    Ok(ids.into_iter().map(|(id,)| id).collect())
 }
 
 /// `head ($1, $2), ($3, $4), ... tail`: a statement of `rows` rows of `columns` parameters.
@@ -750,7 +810,7 @@ impl<'f> Fold<'f> {
 /// `UPDATE` each), a `severity_raised` line when it rose, and the source kinds and
 /// observables (multi-row inserts over all the incidents).
 async fn fold_in(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     backend: Backend,
     folds: &BTreeMap<i64, Fold<'_>>,
     now: Timestamp,
@@ -759,7 +819,8 @@ async fn fold_in(
         let (Some(first), Some(last)) = (fold.first, fold.last) else {
             continue;
         };
-        sqlx::query(
+        tx.execute(
+            "adding findings to their incident",
             "UPDATE incidents SET
                 finding_count = finding_count + $2,
                 first_seen = CASE WHEN first_seen > $3 THEN $3 ELSE first_seen END,
@@ -767,67 +828,59 @@ async fn fold_in(
                 updated_at = $5,
                 severity = $6
               WHERE id = $1",
+            &[
+                id.into(),
+                fold.count.into(),
+                first.as_micros().into(),
+                last.as_micros().into(),
+                now.as_micros().into(),
+                fold.severity().into(),
+            ],
         )
-        .bind(id)
-        .bind(fold.count)
-        .bind(first.as_micros())
-        .bind(last.as_micros())
-        .bind(now.as_micros())
-        .bind(fold.severity())
-        .execute(&mut *conn)
-        .await
-        .op("adding findings to their incident")?;
+        .await?;
         if let Some(top) = fold.top.filter(|t| t.severity.rank() > fold.base) {
             let from = Severity::from_rank(fold.base)
                 .map_or_else(|| fold.base.to_string(), |s| s.to_string());
             let detail = format!("{from} -> {} (finding {})", top.severity, top.vendor_key);
-            add_event(conn, id, now, "severity_raised", SYSTEM_ACTOR, &detail).await?;
+            add_event(tx.any(), id, now, "severity_raised", SYSTEM_ACTOR, &detail).await?;
         }
     }
 
-    let kinds: Vec<(i64, &str)> = folds
+    let kinds: Vec<Arg> = folds
         .iter()
-        .flat_map(|(&id, f)| f.kinds.iter().map(move |k| (id, *k)))
+        .flat_map(|(&id, f)| f.kinds.iter().flat_map(move |k| [id.into(), (*k).into()]))
         .collect();
-    for chunk in kinds.chunks(ROWS_PER_INSERT) {
-        let sql = multi_row(
-            backend,
-            "INSERT INTO incident_sources (incident_id, source_kind) VALUES",
-            chunk.len(),
-            2,
-            "ON CONFLICT DO NOTHING",
-        );
-        let mut query = sqlx::query(&sql);
-        for (id, kind) in chunk {
-            query = query.bind(*id).bind(*kind);
-        }
-        query
-            .execute(&mut *conn)
-            .await
-            .op("adding source kinds to incidents")?;
-    }
+    insert_rows::<()>(
+        tx,
+        backend,
+        "adding source kinds to incidents",
+        "INSERT INTO incident_sources (incident_id, source_kind) VALUES",
+        2,
+        "ON CONFLICT DO NOTHING",
+        ROWS_PER_INSERT,
+        &kinds,
+    )
+    .await?;
 
-    let observables: Vec<(i64, &Observable)> = folds
+    let observables: Vec<Arg> = folds
         .iter()
-        .flat_map(|(&id, f)| f.observables.iter().map(move |o| (id, *o)))
+        .flat_map(|(&id, f)| {
+            f.observables
+                .iter()
+                .flat_map(move |o| [id.into(), o.kind.as_str().into(), o.value.as_str().into()])
+        })
         .collect();
-    for chunk in observables.chunks(ROWS_PER_INSERT) {
-        let sql = multi_row(
-            backend,
-            "INSERT INTO incident_observables (incident_id, kind, value) VALUES",
-            chunk.len(),
-            3,
-            "ON CONFLICT DO NOTHING",
-        );
-        let mut query = sqlx::query(&sql);
-        for (id, o) in chunk {
-            query = query.bind(*id).bind(o.kind.as_str()).bind(o.value.as_str());
-        }
-        query
-            .execute(&mut *conn)
-            .await
-            .op("adding observables to incidents")?;
-    }
+    insert_rows::<()>(
+        tx,
+        backend,
+        "adding observables to incidents",
+        "INSERT INTO incident_observables (incident_id, kind, value) VALUES",
+        3,
+        "ON CONFLICT DO NOTHING",
+        ROWS_PER_INSERT,
+        &observables,
+    )
+    .await?;
     Ok(())
 }
 

@@ -17,11 +17,14 @@
 //! One SQL text serves both backends through sqlx's `Any` driver with `$N` placeholders; only
 //! 64-bit integers, text and bytes cross it (times are `Timestamp` microseconds). Where a
 //! statement cannot be portable (row locks), the two versions sit side by side in a
-//! `match self.backend`.
+//! `match self.backend`. The ingest's own statements go through `db::Tx`, which on SQLite
+//! runs them on the handle of the same connection without sqlx's worker-thread hop (see the
+//! `db` module).
 
 mod containment;
 mod counts;
 mod credentials;
+mod db;
 mod error;
 mod incidents;
 mod ingest;
@@ -189,6 +192,8 @@ impl Store {
 
     async fn open_sqlite_url(url: &str) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
+        // Before any connection opens: the ingest finds each connection's handle by it.
+        db::install_handle_function();
         let pool = AnyPoolOptions::new()
             .max_connections(SQLITE_POOL_SIZE)
             .after_connect(|conn, _meta| {
