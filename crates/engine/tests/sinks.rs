@@ -56,21 +56,14 @@ async fn rig(
     std::fs::write(&path, text).expect("the config is written back");
     let config = Config::load(&path).expect("the config loads");
     assert_eq!(config.sinks.len(), 1);
-    let store = Store::open_sqlite(&dir.path().join("socbridge.db"))
-        .await
-        .expect("the store opens");
+    let (store, schema) = test_store(dir.path()).await;
     let engine = Engine::new(store.clone(), MasterKey::generate(), engine_options());
     let report = engine
         .apply_config(&config)
         .await
         .expect("the config applies");
     assert_eq!(report.sinks, 1);
-    Rig {
-        sim,
-        engine,
-        store,
-        dir,
-    }
+    Rig::assemble(sim, engine, store, dir, schema)
 }
 
 /// Every incident with its findings, as the store has them now.

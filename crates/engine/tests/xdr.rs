@@ -53,20 +53,13 @@ async fn rig(tenants: usize, events: usize, seed: u64) -> Rig {
     std::fs::write(&cfg_path, text).expect("the config is written");
     std::fs::write(&env_path, env).expect("the env file is written");
     let config = Config::load(&cfg_path).expect("the config loads");
-    let store = Store::open_sqlite(&dir.path().join("socbridge.db"))
-        .await
-        .expect("the store opens");
+    let (store, schema) = test_store(dir.path()).await;
     let engine = Engine::new(store.clone(), MasterKey::generate(), engine_options());
     engine
         .apply_config(&config)
         .await
         .expect("the config applies");
-    Rig {
-        sim,
-        engine,
-        store,
-        dir,
-    }
+    Rig::assemble(sim, engine, store, dir, schema)
 }
 
 async fn all_incidents(store: &Store) -> Vec<IncidentView> {

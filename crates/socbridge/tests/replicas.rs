@@ -45,18 +45,32 @@ impl TestDb {
             url: url.to_string(),
         }
     }
+}
 
-    async fn drop_db(self) {
-        let mut conn = sqlx::postgres::PgConnection::connect(&self.server)
-            .await
-            .unwrap();
-        sqlx::Executor::execute(
-            &mut conn,
-            format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name).as_str(),
-        )
-        .await
-        .unwrap();
-        conn.close().await.unwrap();
+impl Drop for TestDb {
+    /// Drops the test's database, best effort (also when the test failed), on a thread and
+    /// runtime of its own because `Drop` cannot await.
+    fn drop(&mut self) {
+        let (server, name) = (self.server.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let mut conn = sqlx::postgres::PgConnection::connect(&server).await?;
+                sqlx::Executor::execute(
+                    &mut conn,
+                    format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str(),
+                )
+                .await?;
+                conn.close().await?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop a test database: {e}");
+        }
     }
 }
 
@@ -231,7 +245,6 @@ async fn a_replica_paused_past_its_lease_cannot_commit_its_stale_page() {
         child.wait().await.unwrap();
     }
     sim.shutdown().await;
-    db.drop_db().await;
 }
 
 /// `socbridge chaos --replicas 3` on a database of its own: three `serve` replicas under the

@@ -147,26 +147,7 @@ impl Store {
     /// (created if missing), so that one database can hold many independent stores: each test
     /// owns a fresh schema.
     pub async fn connect_in_schema(url: &str, schema: &str) -> Result<Store, StoreError> {
-        if backend_of(url)? != Backend::Postgres {
-            return Err(config_error(
-                "choosing the schema",
-                "a schema can only be chosen on PostgreSQL".into(),
-            ));
-        }
-        let valid = !schema.is_empty()
-            && schema.len() <= 63
-            && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-            && schema
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if !valid {
-            return Err(config_error(
-                "choosing the schema",
-                format!(
-                    "schema name `{schema}` must be lowercase letters, digits and `_` (at most 63)"
-                ),
-            ));
-        }
+        check_schema(url, schema)?;
         sqlx::any::install_default_drivers();
         let mut conn = AnyConnection::connect(url)
             .await
@@ -177,6 +158,24 @@ impl Store {
             .op("creating the schema")?;
         conn.close().await.op("closing the set-up connection")?;
         Self::open_postgres(url, Some(schema.to_string())).await
+    }
+
+    /// Drops a schema made by [`Store::connect_in_schema`] with everything in it: what a test
+    /// or a benchmark run on a database of its own does when it ends.
+    pub async fn drop_schema(url: &str, schema: &str) -> Result<(), StoreError> {
+        check_schema(url, schema)?;
+        sqlx::any::install_default_drivers();
+        let mut conn = AnyConnection::connect(url)
+            .await
+            .op("connecting to PostgreSQL")?;
+        conn.execute("SET lock_timeout = '5s'")
+            .await
+            .op("dropping the schema")?;
+        conn.execute(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE").as_str())
+            .await
+            .op("dropping the schema")?;
+        conn.close().await.op("closing the set-up connection")?;
+        Ok(())
     }
 
     /// Which database this store talks to.
@@ -430,6 +429,32 @@ fn percent_decode(s: &str) -> Result<String, StoreError> {
 /// Whether a caller limited to `scope` (tenant names; `None`: every tenant) may see `tenant`.
 fn in_scope(scope: Option<&[String]>, tenant: &str) -> bool {
     scope.is_none_or(|names| names.iter().any(|n| n == tenant))
+}
+
+/// Refuses a schema name that is not a plain lowercase identifier (it is quoted verbatim),
+/// or a database that is not PostgreSQL.
+fn check_schema(url: &str, schema: &str) -> Result<(), StoreError> {
+    if backend_of(url)? != Backend::Postgres {
+        return Err(config_error(
+            "choosing the schema",
+            "a schema can only be chosen on PostgreSQL".into(),
+        ));
+    }
+    let valid = !schema.is_empty()
+        && schema.len() <= 63
+        && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        return Err(config_error(
+            "choosing the schema",
+            format!(
+                "schema name `{schema}` must be lowercase letters, digits and `_` (at most 63)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,5 +1,9 @@
 //! The engine's integration tests share one rig: the in-process emulators, the config they
-//! write, a fresh SQLite store and an engine with test timings, configured from that file.
+//! write, a fresh store and an engine with test timings, configured from that file.
+//!
+//! The store is SQLite, or with `SOCBRIDGE_TEST_BACKEND=postgres` a schema of its own on the
+//! PostgreSQL server at `SOCBRIDGE_TEST_POSTGRES_URL` (default 127.0.0.1:5432, database
+//! `test`), dropped when the rig is: `scripts/test` runs the promise tests both ways.
 #![allow(dead_code)]
 
 use socbridge_engine::{Config, Engine, EngineOptions};
@@ -13,6 +17,78 @@ pub struct Rig {
     pub engine: Engine,
     pub store: Store,
     pub dir: tempfile::TempDir,
+    /// The PostgreSQL schema, dropped with the rig.
+    schema: Option<SchemaGuard>,
+}
+
+/// A test's PostgreSQL schema (server URL, name), dropped with the guard.
+pub struct SchemaGuard(String, String);
+
+impl Drop for SchemaGuard {
+    /// Drops the test's schema, best effort (also when the test failed), on a thread and
+    /// runtime of its own because `Drop` cannot await.
+    fn drop(&mut self) {
+        let (url, schema) = (self.0.clone(), self.1.clone());
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(Store::drop_schema(&url, &schema))
+                .map_err(|e| e.to_string())
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop a test schema: {e}");
+        }
+    }
+}
+
+impl Rig {
+    /// A rig from parts built by a test of its own (`schema` from [`test_store`]).
+    pub fn assemble(
+        sim: SimHandle,
+        engine: Engine,
+        store: Store,
+        dir: tempfile::TempDir,
+        schema: Option<SchemaGuard>,
+    ) -> Rig {
+        Rig {
+            sim,
+            engine,
+            store,
+            dir,
+            schema,
+        }
+    }
+}
+
+/// A fresh store on the backend the environment asks for, and the schema to drop after.
+pub async fn test_store(dir: &std::path::Path) -> (Store, Option<SchemaGuard>) {
+    match std::env::var("SOCBRIDGE_TEST_BACKEND").as_deref() {
+        Ok("postgres") => {
+            let url = std::env::var("SOCBRIDGE_TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+            let schema = format!(
+                "socbridge_engine_{}_{:08x}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos())
+            );
+            let store = Store::connect_in_schema(&url, &schema)
+                .await
+                .unwrap_or_else(|e| panic!("PostgreSQL at {url}: {e}"));
+            (store, Some(SchemaGuard(url, schema)))
+        }
+        Ok("sqlite") | Err(_) => (
+            Store::open_sqlite(&dir.join("socbridge.db"))
+                .await
+                .expect("the store opens"),
+            None,
+        ),
+        Ok(other) => panic!("SOCBRIDGE_TEST_BACKEND={other}: expected sqlite or postgres"),
+    }
 }
 
 /// A fixed data set (nothing arrives over time) of `tenants`, from `seed`.
@@ -55,9 +131,7 @@ pub async fn rig_with(
     let text = std::fs::read_to_string(&cfg_path).expect("the config reads back");
     std::fs::write(&cfg_path, tune(&sim, text)).expect("the tuned config is written");
     let config = Config::load(&cfg_path).expect("the config loads");
-    let store = Store::open_sqlite(&dir.path().join("socbridge.db"))
-        .await
-        .expect("the store opens");
+    let (store, schema) = test_store(dir.path()).await;
     let engine = Engine::new(store.clone(), MasterKey::generate(), engine_options());
     engine
         .apply_config(&config)
@@ -68,6 +142,7 @@ pub async fn rig_with(
         engine,
         store,
         dir,
+        schema,
     }
 }
 
