@@ -197,6 +197,10 @@ fn desc_line(out: &mut String, line: impl AsRef<str>) {
 }
 
 /// The ticket description: what happened, on what, and where to look.
+/// Findings a ticket's description lists (the rest are counted): all the ticket worker reads
+/// of an incident's findings.
+const DESCRIPTION_FINDINGS: usize = 20;
+
 fn description(d: &IncidentDetail, console_url: Option<&str>) -> String {
     let i = &d.incident;
     let mut s = String::new();
@@ -234,7 +238,7 @@ fn description(d: &IncidentDetail, console_url: Option<&str>) -> String {
         }
     }
     desc_line(&mut s, "\nFindings:");
-    for f in d.findings.iter().take(20) {
+    for f in d.findings.iter().take(DESCRIPTION_FINDINGS) {
         desc_line(
             &mut s,
             format!(
@@ -246,8 +250,14 @@ fn description(d: &IncidentDetail, console_url: Option<&str>) -> String {
             ),
         );
     }
-    if d.findings.len() > 20 {
-        desc_line(&mut s, format!("- ... and {} more", d.findings.len() - 20));
+    let all = usize::try_from(i.finding_count)
+        .unwrap_or(0)
+        .max(d.findings.len());
+    if all > DESCRIPTION_FINDINGS {
+        desc_line(
+            &mut s,
+            format!("- ... and {} more", all - DESCRIPTION_FINDINGS),
+        );
     }
     s
 }
@@ -577,7 +587,10 @@ impl Engine {
         kind: OutboxKind,
     ) -> Result<(), WorkError> {
         let store = &self.inner.store;
-        let Some(detail) = store.get_incident(incident_id, None).await? else {
+        let Some(detail) = store
+            .get_incident_head(incident_id, None, DESCRIPTION_FINDINGS)
+            .await?
+        else {
             return Ok(()); // The incident is gone (its tenant removed): nothing to do.
         };
         let Some(ticket) = store.ticket_of_incident(incident_id).await? else {
@@ -701,7 +714,7 @@ impl Engine {
     ) -> Result<(), WorkError> {
         let store = &self.inner.store;
         let id = local.incident_id;
-        let Some(detail) = store.get_incident(id, None).await? else {
+        let Some(detail) = store.get_incident_head(id, None, 0).await? else {
             return Ok(());
         };
         report.tickets_read += 1;

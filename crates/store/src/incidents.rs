@@ -377,6 +377,28 @@ impl Store {
         id: i64,
         scope: Option<&[String]>,
     ) -> Result<Option<IncidentDetail>, StoreError> {
+        self.incident_detail(id, scope, None).await
+    }
+
+    /// [`Store::get_incident`] with only the first `max_findings` findings (by time
+    /// observed); the incident's `finding_count` still counts them all. For readers that need
+    /// the incident and a glimpse of its findings: the ticket worker reads the incident at
+    /// every update, and an incident may hold thousands of findings with their raw payloads.
+    pub async fn get_incident_head(
+        &self,
+        id: i64,
+        scope: Option<&[String]>,
+        max_findings: usize,
+    ) -> Result<Option<IncidentDetail>, StoreError> {
+        self.incident_detail(id, scope, Some(max_findings)).await
+    }
+
+    async fn incident_detail(
+        &self,
+        id: i64,
+        scope: Option<&[String]>,
+        max_findings: Option<usize>,
+    ) -> Result<Option<IncidentDetail>, StoreError> {
         let mut tx = self.begin_read("reading an incident").await?;
         let Some(incident) = load_view(&mut tx, id).await? else {
             return Ok(None);
@@ -385,17 +407,25 @@ impl Store {
             return Ok(None);
         }
 
-        let rows = sqlx::query(
+        let mut sql = String::from(
             "SELECT f.id, s.name AS source, f.source_kind, f.vendor_key, f.observed_at,
                     f.severity, f.title, f.event_type, f.observables, f.raw
                FROM findings f JOIN sources s ON s.id = f.source_id
               WHERE f.incident_id = $1
               ORDER BY f.observed_at, f.id",
-        )
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await
-        .op("reading an incident's findings")?;
+        );
+        if max_findings.is_some() {
+            sql.push_str(" LIMIT $2");
+        }
+        let limit = max_findings.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        let mut query = sqlx::query(&sql).bind(id);
+        if let Some(limit) = limit {
+            query = query.bind(limit);
+        }
+        let rows = query
+            .fetch_all(&mut *tx)
+            .await
+            .op("reading an incident's findings")?;
         let findings = rows
             .iter()
             .map(finding_from_row)

@@ -153,6 +153,7 @@ both_backends!(
     ingest_stores_a_batch_once_and_keeps_the_mark,
     the_cap_stops_the_batch_and_the_rest_comes_next_time,
     findings_of_one_computer_make_one_incident_while_it_is_open,
+    the_head_of_an_incident_holds_its_first_findings_and_counts_them_all,
     vendor_incidents_reattach_even_when_closed,
     quarantine_keeps_each_record_once_by_its_bytes,
     list_filters_and_order,
@@ -176,6 +177,36 @@ both_backends!(
     acquire_many_under_churn_never_grants_a_job_twice,
     a_takeover_waits_for_the_fenced_ingest_in_flight,
 );
+
+async fn the_head_of_an_incident_holds_its_first_findings_and_counts_them_all(db: &TestDb) {
+    let store = db.open().await;
+    let src = tenant_with_source(&store, "acme", "amp", SourceKind::SecureEndpoint).await;
+    let findings: Vec<Finding> = (0..30)
+        .map(|i| endpoint_finding(&format!("e{i}"), "pc0", 100 - i, Severity::High, "10.0.0.9"))
+        .collect();
+    ingest(&store, &src, findings).await;
+    let id = all_incidents(&store).await[0].id;
+    let full = store.get_incident(id, None).await.unwrap().unwrap();
+    assert_eq!(full.findings.len(), 30);
+    let head = store.get_incident_head(id, None, 5).await.unwrap().unwrap();
+    assert_eq!(head.incident.finding_count, 30);
+    assert_eq!(head.incident, full.incident);
+    assert_eq!(head.timeline, full.timeline);
+    // The first by time observed, in the same order as the full read.
+    assert_eq!(head.findings, full.findings[..5]);
+    assert_eq!(head.findings[0].vendor_key, "e29");
+    let none = store.get_incident_head(id, None, 0).await.unwrap().unwrap();
+    assert!(none.findings.is_empty());
+    // Scope applies as to the full read.
+    let other = ["globex".to_string()];
+    assert!(
+        store
+            .get_incident_head(id, Some(&other), 5)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
 
 async fn xdr_work_follows_new_incidents_and_every_status_change(db: &TestDb) {
     use socbridge_store::{OutboxKind, TARGET_XDR};
