@@ -167,7 +167,7 @@ async fn connections_cut_while_events_flow_lose_nothing_and_double_nothing() {
     let (stop, task) = serve(&rig.engine);
     wait_for_push(&rig.store, &rig.sim, "acme").await;
     wait_until(
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         "the consumer's connection",
         || async { proxy.accepted() >= 1 },
     )
@@ -181,7 +181,9 @@ async fn connections_cut_while_events_flow_lose_nothing_and_double_nothing() {
             // connection dies; the next round waits for the consumer to be back.
             let before = proxy.accepted();
             proxy.cut_all();
-            wait_until(Duration::from_secs(10), "a reconnection", || async {
+            // Generous: a reconnection that failed once waits out a doubled backoff, and a
+            // loaded machine slows each attempt; what is asserted is the outcome below.
+            wait_until(Duration::from_secs(45), "a reconnection", || async {
                 proxy.accepted() > before
             })
             .await;
