@@ -69,6 +69,11 @@ struct Run {
     cpu_seconds_replicas: f64,
     /// CPU time of this process meanwhile: the emulators (and the benchmark's waiting).
     cpu_seconds_emulators: f64,
+    /// CPU time of the PostgreSQL server meanwhile, for this run's database: its backends
+    /// and the server's shared processes (0 when the server runs on another machine).
+    cpu_seconds_postgres: f64,
+    /// Share of the machine's CPU time (all cores) that was busy meanwhile, anyone's.
+    machine_busy: f64,
     per_replica: Vec<Replica>,
     /// Poll requests that overlapped another poll of the same source (must be 0).
     overlapping_polls: u64,
@@ -212,6 +217,8 @@ async fn measure_on(
     );
     let load_average_start = load_average();
     let cpu_self0 = self_cpu_seconds();
+    let cpu_pg0 = postgres_cpu_seconds(&db.name);
+    let machine0 = machine_cpu();
     let started = Instant::now();
     let mut children = (0..n)
         .map(|_| serve(exe, dir, &world.config_path, &log_path, &db.url))
@@ -259,6 +266,13 @@ async fn measure_on(
             .map(|c| c.id().and_then(pid_cpu_seconds).unwrap_or(0.0))
             .collect();
         let cpu_seconds_emulators = self_cpu_seconds() - cpu_self0;
+        let cpu_seconds_postgres = (postgres_cpu_seconds(&db.name) - cpu_pg0).max(0.0);
+        let machine1 = machine_cpu();
+        let machine_busy = if machine1.1 > machine0.1 {
+            (machine1.0 - machine0.0) / (machine1.1 - machine0.1)
+        } else {
+            0.0
+        };
         let load_average_end = load_average();
         eprintln!(
             "bench: {n} replica(s): {} signals stored and {} incidents ticketed in {seconds:.2} s; \
@@ -304,6 +318,8 @@ async fn measure_on(
             speedup: None,
             cpu_seconds_replicas: cpu.iter().sum(),
             cpu_seconds_emulators,
+            cpu_seconds_postgres,
+            machine_busy,
             per_replica,
             overlapping_polls,
             overlapping_sources: counters.overlapping_sources(),
@@ -464,6 +480,59 @@ fn stat_cpu_seconds(path: &str) -> Option<f64> {
     Some((utime + stime) / CLOCK_TICKS)
 }
 
+/// utime + stime of the processes of a PostgreSQL server on this machine that work for the
+/// database `db`: its backends and autovacuum workers (their titles name it), and the
+/// server's shared ones (postmaster, checkpointer, writers). Other databases' backends are
+/// left out.
+fn postgres_cpu_seconds(db: &str) -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| {
+            let path = e.path().join("stat");
+            let text = std::fs::read_to_string(&path).ok()?;
+            let name = text.split_once('(')?.1.rsplit_once(')')?.0;
+            if name != "postgres" {
+                return None;
+            }
+            let title = std::fs::read(e.path().join("cmdline")).ok()?;
+            let title = String::from_utf8_lossy(&title);
+            let shared = !title.contains('(')
+                && !title.contains("[local]")
+                && !title.contains("autovacuum worker");
+            if !(shared || title.contains(db)) {
+                return None;
+            }
+            stat_cpu_seconds(path.to_str()?)
+        })
+        .sum()
+}
+
+/// (busy, total) jiffies of all cores, from the first line of `/proc/stat`.
+fn machine_cpu() -> (f64, f64) {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<f64> = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: f64 = fields.iter().take(8).sum();
+    // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
+    let idle = fields.get(3).copied().unwrap_or(0.0) + fields.get(4).copied().unwrap_or(0.0);
+    (total - idle, total)
+}
+
 /// VmHWM of a running process.
 fn peak_rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -498,12 +567,11 @@ fn print_table(f: &Figures) {
         "FINDINGS/S",
         "SPEEDUP",
         "TICKETS",
-        "CPU S (REPLICAS)",
-        "CPU S (EMULATORS)",
-        "PEAK RSS MIB",
-        "LEASES HELD",
-        "OVERLAPS",
-        "LOAD AT START",
+        "CPU S: REPLICAS",
+        "EMULATORS",
+        "POSTGRES",
+        "MACHINE BUSY",
+        "OVERLAPPING POLLS",
         "CHECK",
     ]);
     for r in &f.runs {
@@ -516,35 +584,43 @@ fn print_table(f: &Figures) {
             format!("{} of {}", r.tickets, r.incidents),
             format!("{:.1}", r.cpu_seconds_replicas),
             format!("{:.1}", r.cpu_seconds_emulators),
-            r.per_replica
-                .iter()
-                .map(|p| format!("{:.0}", p.peak_rss_mib))
-                .collect::<Vec<_>>()
-                .join(" / "),
-            r.per_replica
-                .iter()
-                .map(|p| {
-                    p.leases
-                        .iter()
-                        .map(|(k, n)| format!("{n} {k}"))
-                        .collect::<Vec<_>>()
-                        .join(" + ")
-                })
-                .map(|s| if s.is_empty() { "none".into() } else { s })
-                .collect::<Vec<_>>()
-                .join(" / "),
+            format!("{:.1}", r.cpu_seconds_postgres),
+            format!("{:.0}%", r.machine_busy * 100.0),
             r.overlapping_polls.to_string(),
-            format!("{:.2}", r.load_average_start[0]),
             if r.ok { "ok" } else { "MISMATCH" }.to_string(),
         ]);
     }
     println!("{t}");
-    for r in f.runs.iter().filter(|r| !r.overlapping_sources.is_empty()) {
+    for r in &f.runs {
+        let each = |show: &dyn Fn(&Replica) -> String| {
+            r.per_replica
+                .iter()
+                .map(show)
+                .collect::<Vec<_>>()
+                .join(" / ")
+        };
         println!(
-            "  {} replicas: polls overlapped at {}",
+            "  {} replica(s): peak RSS {} MiB; leases held {}; load average {:.2} at start, {:.2} at end",
             r.replicas,
-            r.overlapping_sources.join(", ")
+            each(&|p| format!("{:.0}", p.peak_rss_mib)),
+            each(&|p| {
+                let held = p
+                    .leases
+                    .iter()
+                    .map(|(k, n)| format!("{n} {k}"))
+                    .collect::<Vec<_>>()
+                    .join(" + ");
+                if held.is_empty() { "none".into() } else { held }
+            }),
+            r.load_average_start[0],
+            r.load_average_end[0]
         );
+        if !r.overlapping_sources.is_empty() {
+            println!(
+                "    polls overlapped at {}",
+                r.overlapping_sources.join(", ")
+            );
+        }
     }
     println!(
         "  {}",
