@@ -17,6 +17,7 @@
 use crate::cli::{BenchArgs, Cli, Output};
 use crate::commands::table;
 use crate::demo::{TenantSummary, prepare_on, sim_config, summarise};
+use crate::run_db::RunDatabase;
 use anyhow::Context as _;
 use serde::Serialize;
 use socbridge_sim::SimHandle;
@@ -161,7 +162,7 @@ async fn one_run(
     exe: &Path,
     n: usize,
 ) -> anyhow::Result<Run> {
-    let db = RunDb::create(server).await?;
+    let db = RunDatabase::create(server, "socbridge_bench").await?;
     let result = measure(cli, args, &db, exe, n).await;
     db.drop_database().await;
     result
@@ -170,7 +171,7 @@ async fn one_run(
 async fn measure(
     cli: &Cli,
     args: &BenchArgs,
-    db: &RunDb,
+    db: &RunDatabase,
     exe: &Path,
     n: usize,
 ) -> anyhow::Result<Run> {
@@ -181,7 +182,7 @@ async fn measure(
     // As in the throughput run: the backlog spreads over the last hour and the first poll
     // looks back two, so every event is in reach.
     sim_cfg.initial_spread = Duration::from_secs(3600);
-    let world = prepare_on(&dir, Some(&db.url), sim_cfg, |text| {
+    let world = prepare_on(&dir, Some(db.url()), sim_cfg, |text| {
         format!("{text}\n[defaults]\npoll_interval = \"1s\"\nlookback = \"2h\"\n")
     })
     .await?;
@@ -194,7 +195,7 @@ async fn measure(
 async fn measure_on(
     world: &crate::demo::World,
     dir: &Path,
-    db: &RunDb,
+    db: &RunDatabase,
     exe: &Path,
     n: usize,
 ) -> anyhow::Result<Run> {
@@ -206,7 +207,7 @@ async fn measure_on(
         .iter()
         .map(|r| r.signals)
         .sum();
-    let mut conn = sqlx::postgres::PgConnection::connect(&db.url)
+    let mut conn = sqlx::postgres::PgConnection::connect(db.url())
         .await
         .context("cannot connect to the run's database")?;
     let log_path = dir.join("serve.log");
@@ -217,11 +218,11 @@ async fn measure_on(
     );
     let load_average_start = load_average();
     let cpu_self0 = self_cpu_seconds();
-    let cpu_pg0 = postgres_cpu_seconds(&db.name);
+    let cpu_pg0 = postgres_cpu_seconds(db.name());
     let machine0 = machine_cpu();
     let started = Instant::now();
     let mut children = (0..n)
-        .map(|_| serve(exe, dir, &world.config_path, &log_path, &db.url))
+        .map(|_| serve(exe, dir, &world.config_path, &log_path, db.url()))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let result = async {
         let mut last_said = Instant::now();
@@ -266,7 +267,7 @@ async fn measure_on(
             .map(|c| c.id().and_then(pid_cpu_seconds).unwrap_or(0.0))
             .collect();
         let cpu_seconds_emulators = self_cpu_seconds() - cpu_self0;
-        let cpu_seconds_postgres = (postgres_cpu_seconds(&db.name) - cpu_pg0).max(0.0);
+        let cpu_seconds_postgres = (postgres_cpu_seconds(db.name()) - cpu_pg0).max(0.0);
         let machine1 = machine_cpu();
         let machine_busy = if machine1.1 > machine0.1 {
             (machine1.0 - machine0.0) / (machine1.1 - machine0.1)
@@ -630,58 +631,6 @@ fn print_table(f: &Figures) {
             "CHECK FAILED"
         }
     );
-}
-
-/// The run's PostgreSQL database, made on the server and dropped at the end.
-struct RunDb {
-    url: String,
-    server: String,
-    name: String,
-}
-
-impl RunDb {
-    async fn create(server: &str) -> anyhow::Result<RunDb> {
-        let mut url = url::Url::parse(server).map_err(|e| {
-            crate::bad_input(format!(
-                "--database-url `{}`: {e}",
-                crate::redact_url(server)
-            ))
-        })?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let name = format!("socbridge_bench_{}_{nanos}", std::process::id());
-        let mut conn = sqlx::postgres::PgConnection::connect(server)
-            .await
-            .with_context(|| format!("cannot connect to {}", crate::redact_url(server)))?;
-        // The name is made of letters, digits and `_` above.
-        sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE \"{name}\"").as_str())
-            .await
-            .with_context(|| format!("cannot create the database {name}"))?;
-        let _ = conn.close().await;
-        url.set_path(&format!("/{name}"));
-        Ok(RunDb {
-            url: url.to_string(),
-            server: server.to_string(),
-            name,
-        })
-    }
-
-    async fn drop_database(&self) {
-        let dropped = async {
-            let mut conn = sqlx::postgres::PgConnection::connect(&self.server).await?;
-            sqlx::Executor::execute(
-                &mut conn,
-                format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name).as_str(),
-            )
-            .await?;
-            conn.close().await
-        }
-        .await;
-        if let Err(e) = dropped {
-            eprintln!("bench: could not drop the database {}: {e}", self.name);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 use crate::cli::{ChaosArgs, Cli, Output};
 use crate::commands::table;
 use crate::demo::{TenantSummary, prepare_on, sim_config, summarise};
+use crate::run_db::RunDatabase;
 use anyhow::Context as _;
 use rand::{Rng, SeedableRng};
 use socbridge_model::{IncidentFilter, IncidentStatus, IncidentUpdate};
@@ -23,7 +24,6 @@ use socbridge_sim::{
     SymantecFaults, UmbrellaFaults,
 };
 use socbridge_store::Store;
-use sqlx::Connection as _;
 use std::path::Path;
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -385,15 +385,12 @@ fn common_args(dir: &Path, config: &Path, database_url: Option<&str>) -> Vec<std
 
 /// The run's database: SQLite in its data dir, or a PostgreSQL database made for the run on
 /// the server `--database-url` names, dropped at the end.
-struct ChaosDb {
-    /// (the run's database URL, the server's URL, the database's name).
-    postgres: Option<(String, String, String)>,
-}
+struct ChaosDb(Option<RunDatabase>);
 
 impl ChaosDb {
     async fn create(server: Option<&str>) -> anyhow::Result<ChaosDb> {
         let Some(server) = server else {
-            return Ok(ChaosDb { postgres: None });
+            return Ok(ChaosDb(None));
         };
         if !(server.starts_with("postgres:") || server.starts_with("postgresql:")) {
             return Err(crate::bad_input(format!(
@@ -402,51 +399,21 @@ impl ChaosDb {
                 crate::redact_url(server)
             )));
         }
-        let mut url = url::Url::parse(server).map_err(|e| {
-            crate::bad_input(format!(
-                "--database-url `{}`: {e}",
-                crate::redact_url(server)
-            ))
-        })?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let name = format!("socbridge_chaos_{}_{nanos}", std::process::id());
-        let mut conn = sqlx::postgres::PgConnection::connect(server)
-            .await
-            .with_context(|| format!("cannot connect to {}", crate::redact_url(server)))?;
-        // The name is made of letters, digits and `_` above.
-        sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE \"{name}\"").as_str())
-            .await
-            .with_context(|| format!("cannot create the database {name}"))?;
-        let _ = sqlx::Connection::close(conn).await;
-        url.set_path(&format!("/{name}"));
-        eprintln!("chaos: PostgreSQL database {name} (dropped at the end)");
-        Ok(ChaosDb {
-            postgres: Some((url.to_string(), server.to_string(), name)),
-        })
+        let db = RunDatabase::create(server, "socbridge_chaos").await?;
+        eprintln!(
+            "chaos: PostgreSQL database {} (dropped at the end)",
+            db.name()
+        );
+        Ok(ChaosDb(Some(db)))
     }
 
     fn url(&self) -> Option<&str> {
-        self.postgres.as_ref().map(|(url, _, _)| url.as_str())
+        self.0.as_ref().map(RunDatabase::url)
     }
 
     async fn drop_database(&self) {
-        let Some((_, server, name)) = &self.postgres else {
-            return;
-        };
-        let dropped = async {
-            let mut conn = sqlx::postgres::PgConnection::connect(server).await?;
-            sqlx::Executor::execute(
-                &mut conn,
-                format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str(),
-            )
-            .await?;
-            sqlx::Connection::close(conn).await
-        }
-        .await;
-        if let Err(e) = dropped {
-            eprintln!("chaos: could not drop the database {name}: {e}");
+        if let Some(db) = &self.0 {
+            db.drop_database().await;
         }
     }
 }

@@ -14,6 +14,7 @@ mod demo;
 mod export;
 mod http;
 mod incidents;
+mod run_db;
 mod status;
 mod vendor;
 
