@@ -125,7 +125,7 @@ impl Store {
             });
         }
         let mut w = self.begin_write("beginning an ingest").await?;
-        let (out, queued) = {
+        let (out, queued, written) = {
             let mut tx = Tx::new(w.conn(), self.backend).await?;
             self.ingest_in(&mut tx, source_id, batch, move_mark).await?
             // `tx` is dropped here, before the commit (see `db::Tx`).
@@ -135,6 +135,7 @@ impl Store {
         } else {
             w.commit("committing an ingest").await?;
         }
+        self.checkpoint_after_ingest(written).await;
         tracing::debug!(
             source_id,
             new = out.new_findings,
@@ -147,15 +148,16 @@ impl Store {
         Ok(out)
     }
 
-    /// The statements of one ingest, inside its write transaction; answers the outcome and
-    /// whether outbox work was queued (the commit then wakes the worker).
+    /// The statements of one ingest, inside its write transaction; answers the outcome,
+    /// whether outbox work was queued (the commit then wakes the worker) and about how many
+    /// bytes it wrote.
     async fn ingest_in(
         &self,
         tx: &mut Tx<'_>,
         source_id: i64,
         batch: &IngestBatch,
         move_mark: bool,
-    ) -> Result<(IngestOutcome, bool), StoreError> {
+    ) -> Result<(IngestOutcome, bool, u64), StoreError> {
         let source = self.lock_source(tx, source_id).await?;
         if let Some(fence) = &batch.fence {
             crate::leases::check_fence(tx.any(), self.backend, fence).await?;
@@ -349,7 +351,9 @@ impl Store {
         out.incidents_created = created.len();
         out.incidents_updated = touched.difference(&created).count();
         out.mark = mark;
-        Ok((out, !folds.is_empty()))
+        // Each row also carries its other columns and index entries: about half a KiB.
+        let written = placed.iter().map(|(_, f)| f.raw.len() as u64 + 512).sum();
+        Ok((out, !folds.is_empty(), written))
     }
 
     /// Reads the source's tenant and mark, and makes concurrent ingests of one tenant run one

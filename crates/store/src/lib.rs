@@ -97,7 +97,30 @@ pub struct Store {
     /// Notified after a commit of this process that queued outbox work, so the outbox worker
     /// starts at once instead of on its next tick.
     outbox_wake: Arc<tokio::sync::Notify>,
+    /// SQLite: what ingests wrote to the WAL since it was last checkpointed.
+    wal: Arc<WalCheckpoints>,
 }
+
+/// SQLite checkpoints SQLite's WAL by itself in the call that commits once the WAL passes its
+/// `wal_autocheckpoint` pages, so the copy into the database file and its fsync would run
+/// while the committing ingest still holds this process's write lock, and every other ingest
+/// waits for it (a tenth of the whole pipeline's CPU in `socbridge bench`). So the ingest
+/// counts what it wrote and, every [`CHECKPOINT_EVERY_BYTES`], runs a passive checkpoint on
+/// another pooled connection after its commit, outside the write lock: the next ingest
+/// writes meanwhile (a passive checkpoint never blocks a writer). SQLite's own checkpoint, at
+/// [`SQLITE_WAL_AUTOCHECKPOINT_PAGES`], is left as the backstop for the other writers.
+#[derive(Default)]
+struct WalCheckpoints {
+    written: std::sync::atomic::AtomicU64,
+    running: std::sync::atomic::AtomicBool,
+}
+
+/// How much an ingest writes between its checkpoints: about SQLite's default cadence (1,000
+/// pages of 4 KiB).
+const CHECKPOINT_EVERY_BYTES: u64 = 4 << 20;
+
+/// SQLite's own checkpoint threshold on the store's connections (16 MiB of WAL).
+const SQLITE_WAL_AUTOCHECKPOINT_PAGES: u32 = 4000;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -207,6 +230,14 @@ impl Store {
                     conn.execute("PRAGMA journal_mode = WAL").await?;
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
+                    // The ingest checkpoints by itself, outside the write lock (see
+                    // `checkpoint_after_ingest`); SQLite's own checkpoint in the committing
+                    // call is the backstop for everything else.
+                    conn.execute(
+                        format!("PRAGMA wal_autocheckpoint = {SQLITE_WAL_AUTOCHECKPOINT_PAGES}")
+                            .as_str(),
+                    )
+                    .await?;
                     Ok(())
                 })
             })
@@ -218,6 +249,7 @@ impl Store {
             backend: Backend::Sqlite,
             write_lock: Arc::new(Mutex::new(())),
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
+            wal: Arc::new(WalCheckpoints::default()),
         };
         store.migrate().await?;
         Ok(store)
@@ -247,6 +279,7 @@ impl Store {
             backend: Backend::Postgres,
             write_lock: Arc::new(Mutex::new(())),
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
+            wal: Arc::new(WalCheckpoints::default()),
         };
         store.migrate().await?;
         Ok(store)
@@ -274,6 +307,29 @@ impl Store {
                 .run(&self.pool)
                 .await
                 .map_err(StoreError::migration),
+        }
+    }
+
+    /// After an ingest committed about `written` bytes (SQLite): a passive checkpoint on a
+    /// pooled connection once [`CHECKPOINT_EVERY_BYTES`] were written since the last one,
+    /// unless one is running. See [`WalCheckpoints`]. A failure is only logged: the WAL then
+    /// waits for the next one, or SQLite's own.
+    async fn checkpoint_after_ingest(&self, written: u64) {
+        use std::sync::atomic::Ordering;
+        if self.backend != Backend::Sqlite {
+            return;
+        }
+        let total = self.wal.written.fetch_add(written, Ordering::Relaxed) + written;
+        if total < CHECKPOINT_EVERY_BYTES || self.wal.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.wal.written.store(0, Ordering::Relaxed);
+        let done = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&self.pool)
+            .await;
+        self.wal.running.store(false, Ordering::Release);
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "passive WAL checkpoint failed");
         }
     }
 
