@@ -69,12 +69,15 @@ pub async fn test_store(dir: &std::path::Path) -> (Store, Option<SchemaGuard>) {
         Ok("postgres") => {
             let url = std::env::var("SOCBRIDGE_TEST_POSTGRES_URL")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+            // Unique per test even when two start in the same clock tick.
+            static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
             let schema = format!(
-                "socbridge_engine_{}_{:08x}",
+                "socbridge_engine_{}_{:08x}_{}",
                 std::process::id(),
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.subsec_nanos())
+                    .map_or(0, |d| d.subsec_nanos()),
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
             );
             let store = Store::connect_in_schema(&url, &schema)
                 .await
