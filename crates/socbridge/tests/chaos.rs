@@ -21,22 +21,11 @@ async fn twenty_kills_under_faults_lose_nothing_and_double_nothing() {
     if let Ok(seed) = std::env::var("SOCBRIDGE_TEST_SEED") {
         cmd.args(["--seed", &seed]);
     }
-    let out = run(cmd).await;
-    let f = json(&out);
-    eprintln!("{}", serde_json::to_string_pretty(&f).unwrap());
-    assert!(out.status.success(), "{}", describe(&out));
-    assert_eq!(f["ok"], true);
+    // Nothing lost or doubled, one ticket per incident, isolations made and released.
+    let f = chaos_figures_hold(&run(cmd).await);
     assert_eq!(f["kills"], 20);
     assert!(f["kills_during_outage"].as_u64().unwrap() >= 1);
-    assert_eq!(f["lost"], 0);
-    assert_eq!(f["stored"], f["signals"]);
-    assert_eq!(f["doubled_tickets"], 0);
-    assert_eq!(f["tickets"].as_u64(), f["incidents"].as_u64());
-    assert!(f["signals"].as_u64().unwrap() > 100, "a real load: {f}");
-    // The run exercised what it claims to: isolations made and released, faults injected at
-    // every service.
-    assert!(f["isolations_started"].as_u64().unwrap() > 0);
-    assert!(f["isolations_released"].as_u64().unwrap() > 0);
+    // The run exercised what it claims to: faults injected at every service.
     for service in ["secure_endpoint", "servicenow", "symantec_mss", "umbrella"] {
         let injected: u64 = f["faults"][service]
             .as_object()

@@ -274,19 +274,8 @@ async fn three_replicas_under_kills_poll_each_source_once_and_lose_nothing() {
     if let Ok(seed) = std::env::var("SOCBRIDGE_TEST_SEED") {
         cmd.args(["--seed", &seed]);
     }
-    let out = run(cmd).await;
-    let f = json(&out);
-    eprintln!("{}", serde_json::to_string_pretty(&f).unwrap());
-    assert!(out.status.success(), "{}", describe(&out));
-    assert_eq!(f["ok"], true);
+    let f = chaos_figures_hold(&run(cmd).await);
     assert_eq!(f["replicas"], 3);
     assert_eq!(f["kills"], 20);
     assert_eq!(f["overlapping_polls"], 0, "{}", f["overlapping_sources"]);
-    assert_eq!(f["lost"], 0);
-    assert_eq!(f["stored"], f["signals"]);
-    assert_eq!(f["doubled_tickets"], 0);
-    assert_eq!(f["tickets"].as_u64(), f["incidents"].as_u64());
-    assert!(f["signals"].as_u64().unwrap() > 100, "a real load: {f}");
-    assert!(f["isolations_started"].as_u64().unwrap() > 0);
-    assert!(f["isolations_released"].as_u64().unwrap() > 0);
 }

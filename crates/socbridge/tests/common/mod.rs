@@ -124,3 +124,21 @@ pub async fn stop_with(
         .unwrap_or_else(|_| panic!("the child did not stop within 60 s of SIG{signal}"))
         .expect("the child's status")
 }
+
+/// The figures of a `socbridge --output json chaos` run, checked for what every chaos run
+/// promises: it passed its own check, nothing lost or doubled, one ticket per incident, on
+/// a real load with isolations made and released.
+pub fn chaos_figures_hold(out: &Output) -> serde_json::Value {
+    let f = json(out);
+    eprintln!("{}", serde_json::to_string_pretty(&f).unwrap());
+    assert!(out.status.success(), "{}", describe(out));
+    assert_eq!(f["ok"], true);
+    assert_eq!(f["lost"], 0);
+    assert_eq!(f["stored"], f["signals"]);
+    assert_eq!(f["doubled_tickets"], 0);
+    assert_eq!(f["tickets"].as_u64(), f["incidents"].as_u64());
+    assert!(f["signals"].as_u64().unwrap() > 100, "a real load: {f}");
+    assert!(f["isolations_started"].as_u64().unwrap() > 0);
+    assert!(f["isolations_released"].as_u64().unwrap() > 0);
+    f
+}
