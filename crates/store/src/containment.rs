@@ -11,6 +11,7 @@
 //!   when the policy says so.
 //! - The unlock code is stored sealed (opaque bytes here).
 
+use crate::db::Tx;
 use crate::error::ResultExt as _;
 use crate::incidents::{Arg, Sql};
 use crate::ingest::add_event;
@@ -155,16 +156,17 @@ pub(crate) struct Candidate {
 
 /// Reads the tenant's policy inside the caller's transaction.
 pub(crate) async fn policy_of(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     tenant_id: i64,
 ) -> Result<Option<ContainmentPolicy>, StoreError> {
-    let text: Option<Option<String>> =
-        sqlx::query_scalar("SELECT containment FROM tenants WHERE id = $1")
-            .bind(tenant_id)
-            .fetch_optional(&mut *conn)
-            .await
-            .op("reading the containment policy")?;
-    match text.flatten() {
+    let text: Option<(Option<String>,)> = tx
+        .fetch_optional(
+            "reading the containment policy",
+            "SELECT containment FROM tenants WHERE id = $1",
+            &[tenant_id.into()],
+        )
+        .await?;
+    match text.and_then(|(t,)| t) {
         None => Ok(None),
         Some(t) => serde_json::from_str(&t)
             .map(Some)
@@ -176,7 +178,7 @@ pub(crate) async fn policy_of(
 /// action the policy takes (planned, with its `contain` item) or skips on purpose (deny
 /// pattern, dry run), once per incident and computer.
 pub(crate) async fn plan_for_ingest(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     tenant_id: i64,
     source: &str,
     candidates: &[Candidate],
@@ -185,16 +187,17 @@ pub(crate) async fn plan_for_ingest(
     if candidates.is_empty() {
         return Ok(());
     }
-    let Some(policy) = policy_of(conn, tenant_id).await? else {
+    let Some(policy) = policy_of(tx, tenant_id).await? else {
         return Ok(());
     };
     for c in candidates {
-        let row: Option<(i64, String)> =
-            sqlx::query_as("SELECT severity, status FROM incidents WHERE id = $1")
-                .bind(c.incident_id)
-                .fetch_optional(&mut *conn)
-                .await
-                .op("reading an incident to contain")?;
+        let row: Option<(i64, String)> = tx
+            .fetch_optional(
+                "reading an incident to contain",
+                "SELECT severity, status FROM incidents WHERE id = $1",
+                &[c.incident_id.into()],
+            )
+            .await?;
         let Some((rank, status)) = row else { continue };
         let open = status
             .parse::<socbridge_model::IncidentStatus>()
@@ -203,15 +206,16 @@ pub(crate) async fn plan_for_ingest(
             continue;
         }
         let severity = Severity::from_rank(rank).unwrap_or(Severity::Informational);
-        let sources: Vec<SourceKind> =
-            sqlx::query_scalar("SELECT source_kind FROM incident_sources WHERE incident_id = $1")
-                .bind(c.incident_id)
-                .fetch_all(&mut *conn)
-                .await
-                .op("reading an incident's sources")?
-                .into_iter()
-                .filter_map(|k: String| k.parse().ok())
-                .collect();
+        let sources: Vec<SourceKind> = tx
+            .fetch_all::<(String,)>(
+                "reading an incident's sources",
+                "SELECT source_kind FROM incident_sources WHERE incident_id = $1",
+                &[c.incident_id.into()],
+            )
+            .await?
+            .into_iter()
+            .filter_map(|(k,)| k.parse().ok())
+            .collect();
         let host = c.hostname.as_deref().unwrap_or(&c.computer_guid);
         let decision = policy.decide(severity, &sources, host);
         let (kind, state, reason) = match decision {
@@ -220,7 +224,7 @@ pub(crate) async fn plan_for_ingest(
             Decision::Skip(kind, why) => (kind, ActionState::Skipped, Some(why)),
         };
         let id = insert_action(
-            conn,
+            tx,
             tenant_id,
             c,
             source,
@@ -238,17 +242,9 @@ pub(crate) async fn plan_for_ingest(
                 Some(why) => format!("{kind} {host}: skipped ({why})"),
                 None => format!("{kind} {host}: planned by the tenant's policy"),
             };
-            add_event(
-                conn,
-                c.incident_id,
-                now,
-                "containment",
-                "socbridge",
-                &detail,
-            )
-            .await?;
+            add_event(tx, c.incident_id, now, "containment", "socbridge", &detail).await?;
             if state == ActionState::Planned {
-                enqueue(conn, tenant_id, c.incident_id, OutboxKind::Contain, id, now).await?;
+                enqueue(tx, tenant_id, c.incident_id, OutboxKind::Contain, id, now).await?;
             }
         }
     }
@@ -259,7 +255,7 @@ pub(crate) async fn plan_for_ingest(
 /// the new id.
 #[allow(clippy::too_many_arguments)]
 async fn insert_action(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     tenant_id: i64,
     c: &Candidate,
     source: &str,
@@ -271,33 +267,36 @@ async fn insert_action(
     manual: bool,
     now: Timestamp,
 ) -> Result<Option<i64>, StoreError> {
-    sqlx::query_scalar(
-        "INSERT INTO actions (tenant_id, incident_id, source, kind, target, target_label, state,
-                              reason, group_name, revert_on_close, manual, created_at,
-                              updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
-         ON CONFLICT (incident_id, kind, target) DO NOTHING
-         RETURNING id",
-    )
-    .bind(tenant_id)
-    .bind(c.incident_id)
-    .bind(source)
-    .bind(kind.as_str())
-    .bind(c.computer_guid.as_str())
-    .bind(c.hostname.as_deref())
-    .bind(state.as_str())
-    .bind(reason)
-    .bind(group)
-    .bind(i64::from(revert_on_close))
-    .bind(i64::from(manual))
-    .bind(now.as_micros())
-    .fetch_optional(&mut *conn)
-    .await
-    .op("recording an action")
+    let id: Option<(i64,)> = tx
+        .fetch_optional(
+            "recording an action",
+            "INSERT INTO actions (tenant_id, incident_id, source, kind, target, target_label,
+                                  state, reason, group_name, revert_on_close, manual,
+                                  created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+             ON CONFLICT (incident_id, kind, target) DO NOTHING
+             RETURNING id",
+            &[
+                tenant_id.into(),
+                c.incident_id.into(),
+                source.into(),
+                kind.as_str().into(),
+                c.computer_guid.as_str().into(),
+                c.hostname.as_deref().into(),
+                state.as_str().into(),
+                reason.into(),
+                group.into(),
+                i64::from(revert_on_close).into(),
+                i64::from(manual).into(),
+                now.as_micros().into(),
+            ],
+        )
+        .await?;
+    Ok(id.map(|(id,)| id))
 }
 
 async fn enqueue(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     tenant_id: i64,
     incident_id: i64,
     kind: OutboxKind,
@@ -305,13 +304,13 @@ async fn enqueue(
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let payload = serde_json::json!({ "action": action_id });
-    insert_outbox(conn, tenant_id, incident_id, kind, &payload, now).await
+    insert_outbox(tx, tenant_id, incident_id, kind, &payload, now).await
 }
 
 /// On a status change of an incident, inside the updating transaction: closing releases what
 /// reverts on close; reopening re-plans what the policy re-applies.
 pub(crate) async fn on_status_change(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     tenant_id: i64,
     incident_id: i64,
     was_open: bool,
@@ -319,43 +318,43 @@ pub(crate) async fn on_status_change(
     now: Timestamp,
 ) -> Result<(), StoreError> {
     if was_open && !is_open {
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM actions
-              WHERE incident_id = $1 AND revert_on_close = 1
-                AND state IN ('planned', 'applied')
-              ORDER BY id",
-        )
-        .bind(incident_id)
-        .fetch_all(&mut *conn)
-        .await
-        .op("reading actions to release")?;
-        for id in ids {
-            enqueue(conn, tenant_id, incident_id, OutboxKind::Release, id, now).await?;
+        let ids: Vec<(i64,)> = tx
+            .fetch_all(
+                "reading actions to release",
+                "SELECT id FROM actions
+                  WHERE incident_id = $1 AND revert_on_close = 1
+                    AND state IN ('planned', 'applied')
+                  ORDER BY id",
+                &[incident_id.into()],
+            )
+            .await?;
+        for (id,) in ids {
+            enqueue(tx, tenant_id, incident_id, OutboxKind::Release, id, now).await?;
         }
     } else if !was_open && is_open {
-        let reapply = policy_of(conn, tenant_id)
+        let reapply = policy_of(tx, tenant_id)
             .await?
             .is_some_and(|p| p.reapply_on_reopen);
         if reapply {
-            let ids: Vec<i64> = sqlx::query_scalar(
-                "SELECT id FROM actions
-                  WHERE incident_id = $1 AND manual = 0 AND state = 'reverted'
-                  ORDER BY id",
-            )
-            .bind(incident_id)
-            .fetch_all(&mut *conn)
-            .await
-            .op("reading actions to re-apply")?;
-            for id in ids {
+            let ids: Vec<(i64,)> = tx
+                .fetch_all(
+                    "reading actions to re-apply",
+                    "SELECT id FROM actions
+                      WHERE incident_id = $1 AND manual = 0 AND state = 'reverted'
+                      ORDER BY id",
+                    &[incident_id.into()],
+                )
+                .await?;
+            for (id,) in ids {
                 set_state(
-                    conn,
+                    tx,
                     id,
                     ActionState::Planned,
                     Some("re-applied on reopen"),
                     now,
                 )
                 .await?;
-                enqueue(conn, tenant_id, incident_id, OutboxKind::Contain, id, now).await?;
+                enqueue(tx, tenant_id, incident_id, OutboxKind::Contain, id, now).await?;
             }
         }
     }
@@ -363,20 +362,23 @@ pub(crate) async fn on_status_change(
 }
 
 async fn set_state(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     id: i64,
     state: ActionState,
     reason: Option<&str>,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE actions SET state = $2, reason = $3, updated_at = $4 WHERE id = $1")
-        .bind(id)
-        .bind(state.as_str())
-        .bind(reason)
-        .bind(now.as_micros())
-        .execute(&mut *conn)
-        .await
-        .op("updating an action")?;
+    tx.execute(
+        "updating an action",
+        "UPDATE actions SET state = $2, reason = $3, updated_at = $4 WHERE id = $1",
+        &[
+            id.into(),
+            state.as_str().into(),
+            reason.into(),
+            now.as_micros().into(),
+        ],
+    )
+    .await?;
     Ok(())
 }
 
@@ -418,7 +420,7 @@ impl Store {
             .op("reading a containment policy")?;
         match id {
             None => Ok(None),
-            Some(id) => policy_of(&mut conn, id).await,
+            Some(id) => policy_of(&mut Tx::sqlx(&mut conn, self.backend), id).await,
         }
     }
 
@@ -493,7 +495,15 @@ impl Store {
             if let Some(why) = &change.reason {
                 detail.push_str(&format!(" ({why})"));
             }
-            add_event(conn, incident_id, now, "containment", "socbridge", &detail).await?;
+            add_event(
+                &mut Tx::sqlx(conn, self.backend),
+                incident_id,
+                now,
+                "containment",
+                "socbridge",
+                &detail,
+            )
+            .await?;
         }
         w.commit("updating an action").await
     }
@@ -560,7 +570,9 @@ impl Store {
             ManualAction::Isolate => (ActionKind::Isolate, None),
             ManualAction::MoveTo(g) => (ActionKind::Move, Some(g.clone())),
         };
-        let policy = policy_of(conn, tenant_id).await?.unwrap_or_default();
+        let policy = policy_of(&mut Tx::sqlx(conn, self.backend), tenant_id)
+            .await?
+            .unwrap_or_default();
         let host = hostname.clone().unwrap_or_else(|| guid.to_string());
         let (state, reason) = match policy.host_decision(kind, &host) {
             Decision::Skip(_, why) => (ActionState::Skipped, Some(why)),
@@ -598,13 +610,21 @@ impl Store {
                 .await
                 .op("re-planning an action")?;
                 if state == ActionState::Planned {
-                    enqueue(conn, tenant_id, incident_id, OutboxKind::Contain, id, now).await?;
+                    enqueue(
+                        &mut Tx::sqlx(conn, self.backend),
+                        tenant_id,
+                        incident_id,
+                        OutboxKind::Contain,
+                        id,
+                        now,
+                    )
+                    .await?;
                 }
                 id
             }
             None => {
                 let id = insert_action(
-                    conn,
+                    &mut Tx::sqlx(conn, self.backend),
                     tenant_id,
                     &candidate,
                     &source,
@@ -619,7 +639,15 @@ impl Store {
                 .await?
                 .ok_or_else(|| StoreError::corrupt("an action appeared while planning it"))?;
                 if state == ActionState::Planned {
-                    enqueue(conn, tenant_id, incident_id, OutboxKind::Contain, id, now).await?;
+                    enqueue(
+                        &mut Tx::sqlx(conn, self.backend),
+                        tenant_id,
+                        incident_id,
+                        OutboxKind::Contain,
+                        id,
+                        now,
+                    )
+                    .await?;
                 }
                 id
             }
@@ -628,7 +656,15 @@ impl Store {
             Some(why) => format!("{kind} {host}: refused ({why})"),
             None => format!("{kind} {host}: requested"),
         };
-        add_event(conn, incident_id, now, "containment", actor, &detail).await?;
+        add_event(
+            &mut Tx::sqlx(conn, self.backend),
+            incident_id,
+            now,
+            "containment",
+            actor,
+            &detail,
+        )
+        .await?;
         let row = sqlx::query(&format!(
             "SELECT {ACTION_COLUMNS} FROM actions a JOIN tenants t ON t.id = a.tenant_id
               WHERE a.id = $1"
@@ -676,11 +712,19 @@ impl Store {
         .op("reading actions to release")?;
         let now = Timestamp::now();
         for id in &ids {
-            enqueue(conn, tenant_id, incident_id, OutboxKind::Release, *id, now).await?;
+            enqueue(
+                &mut Tx::sqlx(conn, self.backend),
+                tenant_id,
+                incident_id,
+                OutboxKind::Release,
+                *id,
+                now,
+            )
+            .await?;
         }
         if !ids.is_empty() {
             add_event(
-                conn,
+                &mut Tx::sqlx(conn, self.backend),
                 incident_id,
                 now,
                 "containment",

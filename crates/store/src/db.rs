@@ -1,24 +1,22 @@
-//! The driver layer of the ingest: the statements of [`crate::Store::ingest`] run through
-//! [`Tx`], which on PostgreSQL hands them to sqlx (one round trip each, as everywhere else in
-//! the store) and on SQLite runs them on the connection's own handle, in the calling thread.
+//! The driver layer of write transactions: their statements run through [`Tx`], which on
+//! PostgreSQL hands them to sqlx (one round trip each, as everywhere else in the store) and on
+//! SQLite runs them on [`Writer`], a connection of this process's own, in the calling thread.
 //!
 //! Why: sqlx's SQLite driver runs every statement on a worker thread of its own. Each one is a
 //! channel send, two thread wake-ups and, through the `Any` driver, a copy of every argument
 //! (the raw payload of each finding included) into owned buffers before SQLite copies it once
-//! more. For the ingest, which writes hundreds of rows per page, that hop and those copies
-//! were most of the cost, not SQLite's work. [`Tx`] keeps the one SQL text and the one
-//! transaction: on SQLite it borrows the raw handle of the very connection that holds the
-//! transaction (see [`install_handle_function`]), prepares each statement once per ingest and
-//! steps it directly; statements of other modules (ticket outbox, sinks, containment, lease
-//! fence) keep going through sqlx on that same connection, in the same transaction.
+//! more. SQLite has one writer at a time, so every write transaction of the process holds the
+//! write lock (see `Store::write`) across all of its hops: under load each hop waits for its
+//! thread to be scheduled, and the transactions that only update a row or two (an outbox item
+//! done, a ticket recorded, a lease taken) spent most of their time holding the lock while
+//! waiting for a thread. [`Tx`] keeps one SQL text for both databases: on SQLite it prepares each
+//! statement once per connection (rusqlite's statement cache) and steps it directly, `BEGIN
+//! IMMEDIATE` and `COMMIT` included. Reads stay on sqlx's pool; so do the write transactions not
+//! yet written against [`Tx`] (`Store::begin_write`), under the same process write lock.
 //!
-//! Soundness of the shared handle: sqlx opens SQLite connections in multi-thread mode (a
-//! connection may be used by one thread at a time). The handle is used only while [`Tx`] holds
-//! the `&mut AnyConnection` exclusively and no sqlx call on it is in flight, so sqlx's worker
-//! thread is idle, waiting for its next command; the channel hand-off of that next command
-//! orders our use before its. The rusqlite connection made from the handle does not own it
-//! (it never closes it) and finalises its prepared statements when [`Tx`] is dropped, before
-//! the transaction is committed or rolled back through sqlx.
+//! A statement of a direct transaction runs to its end in the calling thread (a few
+//! milliseconds for a page of findings), so a dropped future can never leave one half-run; a
+//! transaction dropped without its commit is rolled back at once (see `Writing`).
 
 use crate::error::ResultExt as _;
 use crate::{Backend, StoreError};
@@ -26,64 +24,117 @@ use rusqlite::ffi;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 use std::borrow::Cow;
-use std::os::raw::{c_char, c_int};
+use std::os::raw::c_int;
+use std::path::PathBuf;
+use std::time::Duration;
 
-/// The SQL function, present on every SQLite connection of this process, that answers the
-/// connection's own handle (see [`install_handle_function`]).
-const HANDLE_FUNCTION: &str = "socbridge_connection_handle";
+/// Prepared statements kept per writer connection: the ingest, ticket, lease and outbox
+/// statements, with room to spare.
+const STATEMENT_CACHE: usize = 256;
 
-/// Registers, once per process, an SQLite auto-extension that gives every connection opened
-/// afterwards the SQL function `socbridge_connection_handle()`: the address of that
-/// connection's `sqlite3` handle, as an integer. It is how [`Tx`] finds the handle behind a
-/// sqlx connection, which sqlx's `Any` driver does not expose. The function is direct-only
-/// (no trigger or view can call it) and takes no argument.
-pub(crate) fn install_handle_function() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: `register_handle_function` has the signature SQLite expects of an
-        // auto-extension entry point; registering is thread-safe and done once.
-        let rc = unsafe { ffi::sqlite3_auto_extension(Some(register_handle_function)) };
-        if rc != ffi::SQLITE_OK {
-            // Without the function every ingest fails naming it; nothing else is affected.
-            tracing::error!(
-                rc,
-                "could not register the SQLite connection-handle function"
-            );
+/// SQLite: the connection this process's write transactions run on, opened beside sqlx's pool
+/// on the same file (lazily, after the pool has created the file and migrated it), with the
+/// pool's settings. `None` for a database without a file (`:memory:`), whose writes go through
+/// the pool.
+pub(crate) struct Writer {
+    path: Option<PathBuf>,
+    conn: Option<rusqlite::Connection>,
+}
+
+impl Writer {
+    pub(crate) fn new(path: Option<PathBuf>) -> Self {
+        Writer { path, conn: None }
+    }
+
+    /// The open connection, opening it first if needed; `None` when writes go through sqlx.
+    pub(crate) fn connection(&mut self) -> Result<Option<&mut rusqlite::Connection>, StoreError> {
+        let Some(path) = &self.path else {
+            return Ok(None);
+        };
+        if self.conn.is_none() {
+            let open = || -> rusqlite::Result<rusqlite::Connection> {
+                use rusqlite::OpenFlags;
+                let conn = rusqlite::Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                // The pool's settings (see `Store::open_sqlite_url`). No busy timeout: `BEGIN
+                // IMMEDIATE` is retried by `Writer::begin` without blocking the thread, and a
+                // transaction that began holds the write lock.
+                conn.busy_timeout(Duration::ZERO)?;
+                conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
+                conn.execute_batch(&format!(
+                    "PRAGMA synchronous = NORMAL;
+                     PRAGMA foreign_keys = ON;
+                     PRAGMA wal_autocheckpoint = {};",
+                    crate::SQLITE_WAL_AUTOCHECKPOINT_PAGES
+                ))?;
+                conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+                Ok(conn)
+            };
+            let conn =
+                open().map_err(|e| direct_error("opening the SQLite writer connection", e))?;
+            self.conn = Some(conn);
         }
-    });
-}
+        Ok(self.conn.as_mut())
+    }
 
-unsafe extern "C" fn register_handle_function(
-    db: *mut ffi::sqlite3,
-    _err: *mut *mut c_char,
-    _api: *const ffi::sqlite3_api_routines,
-) -> c_int {
-    // SAFETY: `db` is the connection SQLite is opening; the name is a NUL-terminated static.
-    unsafe {
-        ffi::sqlite3_create_function_v2(
-            db,
-            c"socbridge_connection_handle".as_ptr(),
-            0,
-            ffi::SQLITE_UTF8 | ffi::SQLITE_DIRECTONLY,
-            std::ptr::null_mut(),
-            Some(connection_handle),
-            None,
-            None,
-            None,
-        )
+    /// Closes the connection (the next write opens it again).
+    pub(crate) fn close(&mut self) {
+        self.conn = None;
+    }
+
+    /// `COMMIT`s the transaction open on the connection.
+    pub(crate) fn commit(&mut self, op: &'static str) -> Result<(), StoreError> {
+        match &mut self.conn {
+            Some(conn) => conn
+                .execute_batch("COMMIT")
+                .map_err(|e| direct_error(op, e)),
+            None => Err(StoreError::corrupt("the SQLite writer connection is gone")),
+        }
+    }
+
+    /// Rolls back the transaction open on the connection; should that fail, closes the
+    /// connection, which rolls it back, so that the next write starts clean.
+    pub(crate) fn rollback(&mut self) {
+        let Some(conn) = &mut self.conn else { return };
+        if let Err(e) = conn.execute_batch("ROLLBACK") {
+            if conn.is_autocommit() {
+                // Nothing was open: SQLite had rolled it back itself.
+                return;
+            }
+            tracing::warn!(error = %e, "rolling back on the SQLite writer failed; reconnecting");
+            self.conn = None;
+        }
     }
 }
 
-unsafe extern "C" fn connection_handle(
-    ctx: *mut ffi::sqlite3_context,
-    _argc: c_int,
-    _argv: *mut *mut ffi::sqlite3_value,
-) {
-    // SAFETY: SQLite calls this with a valid context of the connection running the statement.
-    unsafe {
-        let db = ffi::sqlite3_context_db_handle(ctx);
-        ffi::sqlite3_result_int64(ctx, db as usize as i64);
+/// `BEGIN IMMEDIATE` on the writer connection: takes the database's write lock at once, so a
+/// writer in another process makes this one wait instead of failing half-way with
+/// SQLITE_BUSY. The wait is a retry with sleeps (up to `timeout`), not SQLite's busy handler,
+/// so that no thread of the runtime blocks on another process.
+pub(crate) async fn begin_immediate(
+    conn: &mut rusqlite::Connection,
+    op: &'static str,
+    timeout: Duration,
+) -> Result<(), StoreError> {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match conn.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => return Ok(()),
+            Err(e) if is_busy(&e) && started.elapsed() < timeout => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(e) => return Err(direct_error(op, e)),
+        }
     }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.code == rusqlite::ErrorCode::DatabaseBusy || f.code == rusqlite::ErrorCode::DatabaseLocked)
 }
 
 /// A parameter of a statement run through [`Tx`]. Nulls keep their type: PostgreSQL is told
@@ -161,7 +212,14 @@ macro_rules! col {
         }
     )*};
 }
-col!(i64, String, Option<i64>, Option<String>);
+col!(
+    i64,
+    String,
+    Option<i64>,
+    Option<String>,
+    Vec<u8>,
+    Option<Vec<u8>>
+);
 
 /// A row read through [`Tx`]: a tuple of [`Col`]s.
 pub(crate) trait FromRow: Sized {
@@ -192,48 +250,44 @@ impl FromRow for () {
 from_row!(A 0);
 from_row!(A 0, B 1);
 from_row!(A 0, B 1, C 2);
+from_row!(A 0, B 1, C 2, D 3);
+from_row!(A 0, B 1, C 2, D 3, E 4);
+from_row!(A 0, B 1, C 2, D 3, E 4, F 5);
 
 /// The statements of one write transaction, on the connection that holds it; see the module
-/// docs. Dropped before that transaction commits or rolls back.
+/// docs.
 pub(crate) struct Tx<'c> {
-    any: &'c mut AnyConnection,
-    /// SQLite: the same connection, by its handle.
-    direct: Option<rusqlite::Connection>,
+    backend: Backend,
+    conn: TxConn<'c>,
+}
+
+enum TxConn<'c> {
+    /// SQLite: the writer connection, stepped in the calling thread.
+    Direct(&'c mut rusqlite::Connection),
+    /// A sqlx connection inside a transaction begun through sqlx.
+    Sqlx(&'c mut AnyConnection),
 }
 
 impl<'c> Tx<'c> {
-    /// Wraps the connection of a write transaction already begun.
-    pub(crate) async fn new(
-        any: &'c mut AnyConnection,
-        backend: Backend,
-    ) -> Result<Self, StoreError> {
-        let direct = match backend {
-            Backend::Postgres => None,
-            Backend::Sqlite => {
-                let handle: i64 = sqlx::query_scalar(&format!("SELECT {HANDLE_FUNCTION}()"))
-                    .fetch_one(&mut *any)
-                    .await
-                    .op("finding the SQLite connection's handle")?;
-                let db = handle as usize as *mut ffi::sqlite3;
-                if db.is_null() {
-                    return Err(StoreError::corrupt("the SQLite connection handle is null"));
-                }
-                // SAFETY: the handle is this very connection's, answered by the function
-                // `install_handle_function` gave it; it stays open while `any` is borrowed,
-                // which outlives the rusqlite connection (dropped with `self`), and it is
-                // used only between sqlx calls (see the module docs). `from_handle` never
-                // closes it.
-                let conn = unsafe { rusqlite::Connection::from_handle(db) }
-                    .map_err(|e| direct_error("borrowing the SQLite connection", e))?;
-                Some(conn)
-            }
-        };
-        Ok(Tx { any, direct })
+    /// Statements of a transaction begun on the writer connection.
+    pub(crate) fn direct(conn: &'c mut rusqlite::Connection) -> Self {
+        Tx {
+            backend: Backend::Sqlite,
+            conn: TxConn::Direct(conn),
+        }
     }
 
-    /// The connection, for statements of other modules (run through sqlx, same transaction).
-    pub(crate) fn any(&mut self) -> &mut AnyConnection {
-        self.any
+    /// Statements of a transaction begun through sqlx on `any`.
+    pub(crate) fn sqlx(any: &'c mut AnyConnection, backend: Backend) -> Self {
+        Tx {
+            backend,
+            conn: TxConn::Sqlx(any),
+        }
+    }
+
+    /// Which database the statements run on.
+    pub(crate) fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Runs a statement and answers every row.
@@ -243,24 +297,25 @@ impl<'c> Tx<'c> {
         sql: &str,
         args: &[Arg<'_>],
     ) -> Result<Vec<R>, StoreError> {
-        if let Some(conn) = &self.direct {
-            let run = || -> rusqlite::Result<Vec<R>> {
-                let mut stmt = conn.prepare_cached(sql)?;
-                bind(&mut stmt, args)?;
-                let mut rows = stmt.raw_query();
-                let mut out = Vec::new();
-                while let Some(row) = rows.next()? {
-                    out.push(R::from_sqlite(row)?);
-                }
-                Ok(out)
-            };
-            return run().map_err(|e| direct_error(op, e));
+        match &mut self.conn {
+            TxConn::Direct(conn) => {
+                let run = || -> rusqlite::Result<Vec<R>> {
+                    let mut stmt = conn.prepare_cached(sql)?;
+                    bind(&mut stmt, args)?;
+                    let mut rows = stmt.raw_query();
+                    let mut out = Vec::new();
+                    while let Some(row) = rows.next()? {
+                        out.push(R::from_sqlite(row)?);
+                    }
+                    Ok(out)
+                };
+                run().map_err(|e| direct_error(op, e))
+            }
+            TxConn::Sqlx(any) => {
+                let rows = sqlx_query(sql, args).fetch_all(&mut **any).await.op(op)?;
+                rows.iter().map(|r| R::from_any(r).op(op)).collect()
+            }
         }
-        let rows = sqlx_query(sql, args)
-            .fetch_all(&mut *self.any)
-            .await
-            .op(op)?;
-        rows.iter().map(|r| R::from_any(r).op(op)).collect()
     }
 
     /// Runs a statement and answers its first row, if any.
@@ -270,23 +325,42 @@ impl<'c> Tx<'c> {
         sql: &str,
         args: &[Arg<'_>],
     ) -> Result<Option<R>, StoreError> {
-        if let Some(conn) = &self.direct {
-            let run = || -> rusqlite::Result<Option<R>> {
-                let mut stmt = conn.prepare_cached(sql)?;
-                bind(&mut stmt, args)?;
-                let mut rows = stmt.raw_query();
-                match rows.next()? {
-                    Some(row) => Ok(Some(R::from_sqlite(row)?)),
-                    None => Ok(None),
-                }
-            };
-            return run().map_err(|e| direct_error(op, e));
+        match &mut self.conn {
+            TxConn::Direct(conn) => {
+                let run = || -> rusqlite::Result<Option<R>> {
+                    let mut stmt = conn.prepare_cached(sql)?;
+                    bind(&mut stmt, args)?;
+                    let mut rows = stmt.raw_query();
+                    match rows.next()? {
+                        Some(row) => Ok(Some(R::from_sqlite(row)?)),
+                        None => Ok(None),
+                    }
+                };
+                run().map_err(|e| direct_error(op, e))
+            }
+            TxConn::Sqlx(any) => {
+                let row = sqlx_query(sql, args)
+                    .fetch_optional(&mut **any)
+                    .await
+                    .op(op)?;
+                row.map(|r| R::from_any(&r).op(op)).transpose()
+            }
         }
-        let row = sqlx_query(sql, args)
-            .fetch_optional(&mut *self.any)
-            .await
-            .op(op)?;
-        row.map(|r| R::from_any(&r).op(op)).transpose()
+    }
+
+    /// Runs a statement that answers one row; no row is an error naming `op`.
+    pub(crate) async fn fetch_one<R: FromRow>(
+        &mut self,
+        op: &'static str,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> Result<R, StoreError> {
+        self.fetch_optional(op, sql, args)
+            .await?
+            .ok_or_else(|| StoreError::Database {
+                op,
+                error: sqlx::Error::RowNotFound,
+            })
     }
 
     /// Runs a statement that answers no rows; answers how many rows it changed.
@@ -296,25 +370,27 @@ impl<'c> Tx<'c> {
         sql: &str,
         args: &[Arg<'_>],
     ) -> Result<u64, StoreError> {
-        if let Some(conn) = &self.direct {
-            let run = || -> rusqlite::Result<usize> {
-                let mut stmt = conn.prepare_cached(sql)?;
-                bind(&mut stmt, args)?;
-                stmt.raw_execute()
-            };
-            return run().map(|n| n as u64).map_err(|e| direct_error(op, e));
+        match &mut self.conn {
+            TxConn::Direct(conn) => {
+                let run = || -> rusqlite::Result<usize> {
+                    let mut stmt = conn.prepare_cached(sql)?;
+                    bind(&mut stmt, args)?;
+                    stmt.raw_execute()
+                };
+                run().map(|n| n as u64).map_err(|e| direct_error(op, e))
+            }
+            TxConn::Sqlx(any) => Ok(sqlx_query(sql, args)
+                .execute(&mut **any)
+                .await
+                .op(op)?
+                .rows_affected()),
         }
-        Ok(sqlx_query(sql, args)
-            .execute(&mut *self.any)
-            .await
-            .op(op)?
-            .rows_affected())
     }
 
-    /// Whether statements run on the SQLite handle directly: then a statement costs no round
+    /// Whether statements run on the SQLite writer directly: then a statement costs no round
     /// trip, and one row per statement (prepared once) is as cheap as many.
     pub(crate) fn is_direct(&self) -> bool {
-        self.direct.is_some()
+        matches!(self.conn, TxConn::Direct(_))
     }
 }
 

@@ -4,6 +4,7 @@
 //! Tenant scope: a caller limited to some tenants gets `None` for another tenant's incident,
 //! exactly as for a missing one, so it cannot even learn that the id exists.
 
+use crate::db::Tx;
 use crate::error::ResultExt as _;
 use crate::ingest::add_event;
 use crate::tickets::{
@@ -631,9 +632,19 @@ impl Store {
                 });
             }
             for (kind, detail) in &events {
-                add_event(conn, id, now, kind, &actor, detail).await?;
+                add_event(
+                    &mut Tx::sqlx(conn, self.backend),
+                    id,
+                    now,
+                    kind,
+                    &actor,
+                    detail,
+                )
+                .await?;
             }
-            if origin.mirrors_to_ticket() && ticketing_enabled(conn).await? {
+            if origin.mirrors_to_ticket()
+                && ticketing_enabled(&mut Tx::sqlx(conn, self.backend)).await?
+            {
                 let fields_changed = resolution != cur.resolution || assignee != cur.assignee;
                 let work = work_for_update(
                     cur.status,
@@ -643,16 +654,37 @@ impl Store {
                     &actor,
                 );
                 for (kind, payload) in work {
-                    enqueue(conn, cur.tenant_id, &cur.tenant, id, kind, payload, now).await?;
+                    enqueue(
+                        &mut Tx::sqlx(conn, self.backend),
+                        cur.tenant_id,
+                        &cur.tenant,
+                        id,
+                        kind,
+                        payload,
+                        now,
+                    )
+                    .await?;
                 }
             }
-            crate::sinks::enqueue_incident(conn, cur.tenant_id, id, now).await?;
+            crate::sinks::enqueue_incident(
+                &mut Tx::sqlx(conn, self.backend),
+                cur.tenant_id,
+                id,
+                now,
+            )
+            .await?;
             if status != cur.status {
-                crate::xdr::on_status_change(conn, cur.tenant_id, id, now).await?;
+                crate::xdr::on_status_change(
+                    &mut Tx::sqlx(conn, self.backend),
+                    cur.tenant_id,
+                    id,
+                    now,
+                )
+                .await?;
             }
             if status.is_open() != cur.status.is_open() {
                 crate::containment::on_status_change(
-                    conn,
+                    &mut Tx::sqlx(conn, self.backend),
                     cur.tenant_id,
                     id,
                     cur.status.is_open(),
@@ -661,14 +693,25 @@ impl Store {
                 )
                 .await?;
             }
-            if origin.mirrors_to_vendor() && has_vendor_workflow(conn, id).await? {
+            if origin.mirrors_to_vendor()
+                && has_vendor_workflow(&mut Tx::sqlx(conn, self.backend), id).await?
+            {
                 let payload = serde_json::json!({
                     "comment": comment,
                     "actor": actor,
                     "origin": origin.as_str(),
                 });
                 let kind = OutboxKind::Writeback;
-                enqueue(conn, cur.tenant_id, &cur.tenant, id, kind, payload, now).await?;
+                enqueue(
+                    &mut Tx::sqlx(conn, self.backend),
+                    cur.tenant_id,
+                    &cur.tenant,
+                    id,
+                    kind,
+                    payload,
+                    now,
+                )
+                .await?;
             }
         }
 

@@ -25,7 +25,6 @@ use socbridge_model::{
     Finding, GroupBy, Observable, Severity, SourceKind, Timestamp, correlation_key, incident_title,
     rule_for,
 };
-use sqlx::AnyConnection;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
@@ -124,12 +123,17 @@ impl Store {
                 ..IngestOutcome::default()
             });
         }
-        let mut w = self.begin_write("beginning an ingest").await?;
-        let (out, queued, written) = {
-            let mut tx = Tx::new(w.conn(), self.backend).await?;
-            self.ingest_in(&mut tx, source_id, batch, move_mark).await?
-            // `tx` is dropped here, before the commit (see `db::Tx`).
-        };
+        // What each finding's rows need that no other row decides, worked out before the
+        // write lock: only the transaction itself runs while every other ingest waits.
+        let prepared = batch
+            .findings
+            .iter()
+            .map(Prepared::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut w = self.write("beginning an ingest").await?;
+        let (out, queued, written) = self
+            .ingest_in(&mut w.tx()?, source_id, batch, &prepared, move_mark)
+            .await?;
         if queued {
             w.commit_waking("committing an ingest").await?;
         } else {
@@ -156,11 +160,12 @@ impl Store {
         tx: &mut Tx<'_>,
         source_id: i64,
         batch: &IngestBatch,
+        prepared: &[Prepared],
         move_mark: bool,
     ) -> Result<(IngestOutcome, bool, u64), StoreError> {
         let source = self.lock_source(tx, source_id).await?;
         if let Some(fence) = &batch.fence {
-            crate::leases::check_fence(tx.any(), self.backend, fence).await?;
+            crate::leases::check_fence(tx, fence).await?;
         }
         let now = Timestamp::now();
         let mut out = IngestOutcome::default();
@@ -178,6 +183,7 @@ impl Store {
         .await?;
         let mut seen: HashSet<&str> = HashSet::new();
         let mut fresh: Vec<&Finding> = Vec::new();
+        let mut fresh_prepared: Vec<&Prepared> = Vec::new();
         for (i, finding) in batch.findings.iter().enumerate() {
             if batch.max_new.is_some_and(|cap| fresh.len() >= cap) {
                 out.cap_reached = true;
@@ -196,19 +202,20 @@ impl Store {
                 continue;
             }
             fresh.push(finding);
+            fresh_prepared.push(&prepared[i]);
         }
         out.new_findings = fresh.len();
 
         // Correlation, once per subject: the findings of one correlation key go where the
         // first of them goes (see `place_group`), in the order the keys first appear.
-        let mut groups: Vec<(String, GroupBy, Vec<usize>)> = Vec::new();
-        let mut group_of: HashMap<String, usize> = HashMap::new();
-        for (i, f) in fresh.iter().enumerate() {
-            let (key, group_by) = correlation_key(f);
-            match group_of.get(&key) {
+        let mut groups: Vec<(&str, GroupBy, Vec<usize>)> = Vec::new();
+        let mut group_of: HashMap<&str, usize> = HashMap::new();
+        for (i, p) in fresh_prepared.iter().enumerate() {
+            let (key, group_by) = (p.correlation_key.as_str(), p.group_by);
+            match group_of.get(key) {
                 Some(&g) => groups[g].2.push(i),
                 None => {
-                    group_of.insert(key.clone(), groups.len());
+                    group_of.insert(key, groups.len());
                     groups.push((key, group_by, vec![i]));
                 }
             }
@@ -235,8 +242,16 @@ impl Store {
         // Stored in the page's order, so ids follow the order findings arrived in.
         let placed: Vec<(i64, &Finding)> =
             incident_of.into_iter().zip(fresh.iter().copied()).collect();
-        let new_finding_ids =
-            insert_findings(tx, self.backend, source_id, source.tenant_id, &placed, now).await?;
+        let new_finding_ids = insert_findings(
+            tx,
+            self.backend,
+            source_id,
+            source.tenant_id,
+            &placed,
+            &fresh_prepared,
+            now,
+        )
+        .await?;
         fold_in(tx, self.backend, &folds, now).await?;
 
         // Computers put into incidents by this batch, for the containment policy.
@@ -300,12 +315,14 @@ impl Store {
             )
             .await?;
         }
-        if (!created.is_empty() || !touched.is_empty()) && ticketing_enabled(tx.any()).await? {
-            let tenant: String = sqlx::query_scalar("SELECT name FROM tenants WHERE id = $1")
-                .bind(source.tenant_id)
-                .fetch_one(tx.any())
-                .await
-                .op("reading the tenant of an ingest")?;
+        if (!created.is_empty() || !touched.is_empty()) && ticketing_enabled(tx).await? {
+            let (tenant,): (String,) = tx
+                .fetch_one(
+                    "reading the tenant of an ingest",
+                    "SELECT name FROM tenants WHERE id = $1",
+                    &[source.tenant_id.into()],
+                )
+                .await?;
             let mut ids: Vec<(i64, OutboxKind)> = created
                 .iter()
                 .map(|id| (*id, OutboxKind::Create))
@@ -318,7 +335,7 @@ impl Store {
             ids.sort_unstable_by_key(|(id, _)| *id);
             for (id, kind) in ids {
                 enqueue(
-                    tx.any(),
+                    tx,
                     source.tenant_id,
                     &tenant,
                     id,
@@ -330,22 +347,24 @@ impl Store {
             }
         }
         crate::sinks::enqueue_ingest(
-            tx.any(),
+            tx,
             source.tenant_id,
             &new_finding_ids,
             created.union(&touched),
             now,
         )
         .await?;
-        crate::xdr::on_ingest(tx.any(), source.tenant_id, &created, now).await?;
+        crate::xdr::on_ingest(tx, source.tenant_id, &created, now).await?;
         if !candidates.is_empty() {
-            let source_name: String = sqlx::query_scalar("SELECT name FROM sources WHERE id = $1")
-                .bind(source_id)
-                .fetch_one(tx.any())
-                .await
-                .op("reading the source of an ingest")?;
+            let (source_name,): (String,) = tx
+                .fetch_one(
+                    "reading the source of an ingest",
+                    "SELECT name FROM sources WHERE id = $1",
+                    &[source_id.into()],
+                )
+                .await?;
             let candidates: Vec<Candidate> = candidates.into_values().collect();
-            plan_for_ingest(tx.any(), source.tenant_id, &source_name, &candidates, now).await?;
+            plan_for_ingest(tx, source.tenant_id, &source_name, &candidates, now).await?;
         }
 
         out.incidents_created = created.len();
@@ -492,7 +511,7 @@ impl Store {
             .await?;
         if let Some((id,)) = id {
             let detail = format!("opened by {} finding {}", f.source_kind, f.vendor_key);
-            add_event(tx.any(), id, now, "created", SYSTEM_ACTOR, &detail).await?;
+            add_event(tx, id, now, "created", SYSTEM_ACTOR, &detail).await?;
             return Ok(Attached {
                 id,
                 created: true,
@@ -671,20 +690,13 @@ async fn insert_findings(
     source_id: i64,
     tenant_id: i64,
     placed: &[(i64, &Finding)],
+    prepared: &[&Prepared],
     now: Timestamp,
 ) -> Result<Vec<i64>, StoreError> {
     const COLUMNS: usize = 13;
-    // What is computed per row, owned here so that the arguments can borrow it.
-    let mut computed: Vec<(String, Option<String>)> = Vec::with_capacity(placed.len());
-    for (_, f) in placed {
-        let observables = serde_json::to_string(&f.observables).map_err(|e| {
-            StoreError::corrupt(format!("observables of finding {}: {e}", f.vendor_key))
-        })?;
-        let subject_key = f.subject.as_ref().map(|s| format!("{}:{}", s.kind, s.id));
-        computed.push((observables, subject_key));
-    }
     let mut args: Vec<Arg> = Vec::with_capacity(placed.len() * COLUMNS);
-    for ((incident_id, f), (observables, subject_key)) in placed.iter().zip(&computed) {
+    for ((incident_id, f), p) in placed.iter().zip(prepared) {
+        let (observables, subject_key) = (&p.observables, &p.subject_key);
         args.extend::<[Arg; COLUMNS]>([
             tenant_id.into(),
             source_id.into(),
@@ -725,6 +737,32 @@ async fn insert_findings(
         });
     }
     Ok(ids.into_iter().map(|(id,)| id).collect())
+}
+
+/// What a finding's rows need that depends on the finding alone, computed before the write
+/// lock is taken.
+struct Prepared {
+    /// The observables as the findings table keeps them (JSON).
+    observables: String,
+    /// `kind:id` of the subject, when there is one.
+    subject_key: Option<String>,
+    correlation_key: String,
+    group_by: GroupBy,
+}
+
+impl Prepared {
+    fn of(f: &Finding) -> Result<Self, StoreError> {
+        let observables = serde_json::to_string(&f.observables).map_err(|e| {
+            StoreError::corrupt(format!("observables of finding {}: {e}", f.vendor_key))
+        })?;
+        let (correlation_key, group_by) = correlation_key(f);
+        Ok(Prepared {
+            observables,
+            subject_key: f.subject.as_ref().map(|s| format!("{}:{}", s.kind, s.id)),
+            correlation_key,
+            group_by,
+        })
+    }
 }
 
 /// `head ($1, $2), ($3, $4), ... tail`: a statement of `rows` rows of `columns` parameters.
@@ -846,7 +884,7 @@ async fn fold_in(
             let from = Severity::from_rank(fold.base)
                 .map_or_else(|| fold.base.to_string(), |s| s.to_string());
             let detail = format!("{from} -> {} (finding {})", top.severity, top.vendor_key);
-            add_event(tx.any(), id, now, "severity_raised", SYSTEM_ACTOR, &detail).await?;
+            add_event(tx, id, now, "severity_raised", SYSTEM_ACTOR, &detail).await?;
         }
     }
 
@@ -890,24 +928,25 @@ async fn fold_in(
 
 /// Appends a line to an incident's timeline.
 pub(crate) async fn add_event(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     incident_id: i64,
     at: Timestamp,
     kind: &str,
     actor: &str,
     detail: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    tx.execute(
+        "adding to an incident's timeline",
         "INSERT INTO incident_events (incident_id, at, kind, actor, detail)
          VALUES ($1, $2, $3, $4, $5)",
+        &[
+            incident_id.into(),
+            at.as_micros().into(),
+            kind.into(),
+            actor.into(),
+            detail.into(),
+        ],
     )
-    .bind(incident_id)
-    .bind(at.as_micros())
-    .bind(kind)
-    .bind(actor)
-    .bind(detail)
-    .execute(&mut *conn)
-    .await
-    .op("adding to an incident's timeline")?;
+    .await?;
     Ok(())
 }

@@ -23,11 +23,11 @@
 //! atomic statement on a row: an upsert, or an update of rows locked `FOR UPDATE SKIP
 //! LOCKED`); a job's token is strictly increasing across grants.
 
+use crate::db::Tx;
 use crate::error::ResultExt as _;
 use crate::{Backend, Store, StoreError};
 use serde::Serialize;
 use socbridge_model::Timestamp;
-use sqlx::AnyConnection;
 use std::fmt;
 use std::hash::{BuildHasher as _, Hasher as _};
 use std::time::Duration;
@@ -224,22 +224,20 @@ fn push_params(sql: &mut String, first: usize, count: usize) {
 ///
 /// Call it inside the write transaction, just before its last statements; on PostgreSQL the
 /// lease row stays locked `FOR SHARE` until the commit, so a takeover waits for it.
-pub(crate) async fn check_fence(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    fence: &Fence,
-) -> Result<(), StoreError> {
-    let sql = match backend {
+pub(crate) async fn check_fence(tx: &mut Tx<'_>, fence: &Fence) -> Result<(), StoreError> {
+    let sql = match tx.backend() {
         Backend::Sqlite => "SELECT holder, token, expires_at FROM leases WHERE job = $1",
         Backend::Postgres => {
             "SELECT holder, token, expires_at FROM leases WHERE job = $1 FOR SHARE"
         }
     };
-    let row: Option<(Option<String>, i64, i64)> = sqlx::query_as(sql)
-        .bind(&fence.job)
-        .fetch_optional(&mut *conn)
-        .await
-        .op("checking the lease of a write")?;
+    let row: Option<(Option<String>, i64, i64)> = tx
+        .fetch_optional(
+            "checking the lease of a write",
+            sql,
+            &[fence.job.as_str().into()],
+        )
+        .await?;
     let now = Timestamp::now().as_micros();
     match row {
         Some((Some(_), token, expires_at)) if token == fence.token && expires_at > now => Ok(()),
@@ -360,9 +358,12 @@ impl Store {
     ) -> Result<Option<Lease>, StoreError> {
         let now = Timestamp::now().as_micros();
         let expires_at = now.saturating_add(ttl_micros(ttl));
-        let mut w = self.begin_write("beginning a lease acquisition").await?;
-        let row: Option<LeaseRow> = sqlx::query_as(
-            "INSERT INTO leases (job, holder, token, expires_at, acquired_at, renewed_at)
+        let mut w = self.write("beginning a lease acquisition").await?;
+        let row: Option<LeaseRow> = w
+            .tx()?
+            .fetch_optional(
+                "acquiring a lease",
+                "INSERT INTO leases (job, holder, token, expires_at, acquired_at, renewed_at)
              VALUES ($1, $2, 1, $3, $4, $4)
              ON CONFLICT (job) DO UPDATE
                 SET token = CASE WHEN leases.holder = excluded.holder AND leases.expires_at > $4
@@ -376,14 +377,14 @@ impl Store {
                 WHERE leases.holder IS NULL OR leases.expires_at <= $4
                       OR leases.holder = excluded.holder
              RETURNING job, holder, token, expires_at",
-        )
-        .bind(job)
-        .bind(holder.as_str())
-        .bind(expires_at)
-        .bind(now)
-        .fetch_optional(w.conn())
-        .await
-        .op("acquiring a lease")?;
+                &[
+                    job.into(),
+                    holder.as_str().into(),
+                    expires_at.into(),
+                    now.into(),
+                ],
+            )
+            .await?;
         w.commit("committing a lease acquisition").await?;
         row.map(lease_of).transpose()
     }
@@ -498,20 +499,23 @@ impl Store {
     pub async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease, StoreError> {
         let now = Timestamp::now().as_micros();
         let expires_at = now.saturating_add(ttl_micros(ttl));
-        let mut w = self.begin_write("beginning a lease renewal").await?;
-        let row: Option<LeaseRow> = sqlx::query_as(
-            "UPDATE leases SET expires_at = $1, renewed_at = $2
-             WHERE job = $3 AND holder = $4 AND token = $5 AND expires_at > $2
-             RETURNING job, holder, token, expires_at",
-        )
-        .bind(expires_at)
-        .bind(now)
-        .bind(&lease.job)
-        .bind(lease.holder.as_str())
-        .bind(lease.token)
-        .fetch_optional(w.conn())
-        .await
-        .op("renewing a lease")?;
+        let mut w = self.write("beginning a lease renewal").await?;
+        let row: Option<LeaseRow> = w
+            .tx()?
+            .fetch_optional(
+                "renewing a lease",
+                "UPDATE leases SET expires_at = $1, renewed_at = $2
+                 WHERE job = $3 AND holder = $4 AND token = $5 AND expires_at > $2
+                 RETURNING job, holder, token, expires_at",
+                &[
+                    expires_at.into(),
+                    now.into(),
+                    lease.job.as_str().into(),
+                    lease.holder.as_str().into(),
+                    lease.token.into(),
+                ],
+            )
+            .await?;
         w.commit("committing a lease renewal").await?;
         match row {
             Some(row) => lease_of(row),
@@ -525,20 +529,23 @@ impl Store {
     /// still held (releasing a lost lease changes nothing).
     pub async fn release(&self, lease: &Lease) -> Result<bool, StoreError> {
         let now = Timestamp::now().as_micros();
-        let mut w = self.begin_write("beginning a lease release").await?;
-        let done = sqlx::query(
-            "UPDATE leases SET holder = NULL, expires_at = $1
-             WHERE job = $2 AND holder = $3 AND token = $4",
-        )
-        .bind(now)
-        .bind(&lease.job)
-        .bind(lease.holder.as_str())
-        .bind(lease.token)
-        .execute(w.conn())
-        .await
-        .op("releasing a lease")?;
+        let mut w = self.write("beginning a lease release").await?;
+        let done = w
+            .tx()?
+            .execute(
+                "releasing a lease",
+                "UPDATE leases SET holder = NULL, expires_at = $1
+                 WHERE job = $2 AND holder = $3 AND token = $4",
+                &[
+                    now.into(),
+                    lease.job.as_str().into(),
+                    lease.holder.as_str().into(),
+                    lease.token.into(),
+                ],
+            )
+            .await?;
         w.commit("committing a lease release").await?;
-        Ok(done.rows_affected() > 0)
+        Ok(done > 0)
     }
 
     /// Every lease, by job, with whether it is free now: who does what, for the status view.

@@ -17,9 +17,11 @@
 //! One SQL text serves both backends through sqlx's `Any` driver with `$N` placeholders; only
 //! 64-bit integers, text and bytes cross it (times are `Timestamp` microseconds). Where a
 //! statement cannot be portable (row locks), the two versions sit side by side in a
-//! `match self.backend`. The ingest's own statements go through `db::Tx`, which on SQLite
-//! runs them on the handle of the same connection without sqlx's worker-thread hop (see the
-//! `db` module).
+//! `match self.backend`. The frequent write transactions (the ingest, the ticket worker's
+//! results, leases, polls recorded) go through `db::Tx`, which on SQLite runs them on the
+//! process's own writer connection without sqlx's worker-thread hop (see the `db` module).
+
+#![forbid(unsafe_code)]
 
 mod containment;
 mod counts;
@@ -60,7 +62,7 @@ pub use xdr::{TARGET_XDR, XdrIncidentRecord, XdrSinkRecord, external_id as xdr_e
 use error::ResultExt as _;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, AnyConnection, AnyPool, Connection as _, Executor as _, Transaction};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, MutexGuard};
@@ -91,9 +93,10 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     /// Serialises write transactions within this process on SQLite, which has one writer at a
-    /// time: waiting here is cheaper and fairer than spinning on SQLITE_BUSY. Unused on
-    /// PostgreSQL, where row locks do that job across replicas.
-    write_lock: Arc<Mutex<()>>,
+    /// time: waiting here is cheaper and fairer than spinning on SQLITE_BUSY. It holds the
+    /// writer connection the direct transactions run on (see `db`). Unused on PostgreSQL,
+    /// where row locks do that job across replicas.
+    write_lock: Arc<Mutex<db::Writer>>,
     /// Notified after a commit of this process that queued outbox work, so the outbox worker
     /// starts at once instead of on its next tick.
     outbox_wake: Arc<tokio::sync::Notify>,
@@ -120,7 +123,7 @@ struct WalCheckpoints {
 const CHECKPOINT_EVERY_BYTES: u64 = 4 << 20;
 
 /// SQLite's own checkpoint threshold on the store's connections (16 MiB of WAL).
-const SQLITE_WAL_AUTOCHECKPOINT_PAGES: u32 = 4000;
+pub(crate) const SQLITE_WAL_AUTOCHECKPOINT_PAGES: u32 = 4000;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -134,7 +137,8 @@ impl Store {
     /// Opens (creating it if missing) the SQLite database file at `path`, in WAL mode, and
     /// brings its schema up to date.
     pub async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
-        Self::open_sqlite_url(&sqlite_file_url(path, "mode=rwc")?).await
+        let url = sqlite_file_url(path, "mode=rwc")?;
+        Self::open_sqlite_url(&url, Some(path.to_path_buf())).await
     }
 
     /// Connects to `sqlite://PATH` (created if missing) or `postgres://...` and brings the
@@ -148,7 +152,7 @@ impl Store {
                 let rest = rest.unwrap_or(url);
                 let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
                 if path.is_empty() || path == ":memory:" {
-                    return Self::open_sqlite_url(url).await;
+                    return Self::open_sqlite_url(url, None).await;
                 }
                 let mut query = query.to_string();
                 if !query.split('&').any(|kv| kv.starts_with("mode=")) {
@@ -159,8 +163,10 @@ impl Store {
                 }
                 // Rebuilt from the decoded path: sqlx parses the URL as a URL first, which would
                 // read `sqlite://Data/x.db` as a host and lowercase it.
-                let path = percent_decode(path)?;
-                Self::open_sqlite_url(&sqlite_file_url(Path::new(&path), &query)?).await
+                let path = std::path::PathBuf::from(percent_decode(path)?);
+                let writes_allowed = !query.split('&').any(|kv| kv == "mode=ro");
+                let url = sqlite_file_url(&path, &query)?;
+                Self::open_sqlite_url(&url, writes_allowed.then_some(path)).await
             }
             Backend::Postgres => Self::open_postgres(url, None).await,
         }
@@ -209,13 +215,21 @@ impl Store {
     /// Closes every pooled connection, waiting for those in use to come back. On SQLite the
     /// last connection to close checkpoints the WAL into the database file.
     pub async fn close(&self) {
+        self.write_lock.lock().await.close();
         self.pool.close().await;
     }
 
-    async fn open_sqlite_url(url: &str) -> Result<Store, StoreError> {
+    /// Opens the pool on `url`; `path` is the file the writer connection opens (see `db`),
+    /// `None` when writes go through the pool.
+    async fn open_sqlite_url(url: &str, path: Option<PathBuf>) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
-        // Before any connection opens: the ingest finds each connection's handle by it.
-        db::install_handle_function();
+        let path = match path {
+            Some(p) => Some(std::path::absolute(&p).map_err(|e| StoreError::Database {
+                op: "resolving the database path",
+                error: e.into(),
+            })?),
+            None => None,
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(SQLITE_POOL_SIZE)
             .after_connect(|conn, _meta| {
@@ -247,7 +261,7 @@ impl Store {
         let store = Store {
             pool,
             backend: Backend::Sqlite,
-            write_lock: Arc::new(Mutex::new(())),
+            write_lock: Arc::new(Mutex::new(db::Writer::new(path))),
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             wal: Arc::new(WalCheckpoints::default()),
         };
@@ -277,7 +291,7 @@ impl Store {
         let store = Store {
             pool,
             backend: Backend::Postgres,
-            write_lock: Arc::new(Mutex::new(())),
+            write_lock: Arc::new(Mutex::new(db::Writer::new(None))),
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             wal: Arc::new(WalCheckpoints::default()),
         };
@@ -344,7 +358,9 @@ impl Store {
     /// `BEGIN IMMEDIATE` takes the database's write lock at once, so a writer in another
     /// process makes this one wait (busy_timeout) instead of failing half-way with
     /// SQLITE_BUSY when a read would upgrade to a write. On PostgreSQL: a plain transaction;
-    /// statements lock the rows they change.
+    /// statements lock the rows they change. Its statements go through sqlx on a pooled
+    /// connection: the path of the changes made seldom (configuration, analysts' updates,
+    /// containment); the frequent ones use [`Store::write`].
     async fn begin_write(&self, op: &'static str) -> Result<WriteTx<'_>, StoreError> {
         match self.backend {
             Backend::Sqlite => {
@@ -364,6 +380,44 @@ impl Store {
                     outbox_wake: &self.outbox_wake,
                 })
             }
+        }
+    }
+
+    /// Starts a write transaction whose statements run through [`db::Tx`]: on SQLite on the
+    /// writer connection, directly (see `db`), after this process's write lock and `BEGIN
+    /// IMMEDIATE`, as [`Store::begin_write`] would; on PostgreSQL (and a SQLite database
+    /// without a file) a sqlx transaction.
+    async fn write(&self, op: &'static str) -> Result<Writing<'_>, StoreError> {
+        let sqlx_tx = |tx, backend, guard| Writing {
+            inner: WritingInner::Sqlx {
+                tx,
+                backend,
+                _guard: guard,
+            },
+            outbox_wake: &self.outbox_wake,
+        };
+        match self.backend {
+            Backend::Sqlite => {
+                let mut guard = self.write_lock.lock().await;
+                match guard.connection()? {
+                    Some(conn) => {
+                        db::begin_immediate(conn, op, SQLITE_BUSY_TIMEOUT).await?;
+                        Ok(Writing {
+                            inner: WritingInner::Direct(guard),
+                            outbox_wake: &self.outbox_wake,
+                        })
+                    }
+                    None => {
+                        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await.op(op)?;
+                        Ok(sqlx_tx(tx, Backend::Sqlite, Some(guard)))
+                    }
+                }
+            }
+            Backend::Postgres => Ok(sqlx_tx(
+                self.pool.begin().await.op(op)?,
+                Backend::Postgres,
+                None,
+            )),
         }
     }
 
@@ -387,7 +441,7 @@ impl Store {
 struct WriteTx<'a> {
     // Field order matters: the transaction is dropped (rolled back) before the lock is freed.
     tx: Transaction<'static, Any>,
-    _guard: Option<MutexGuard<'a, ()>>,
+    _guard: Option<MutexGuard<'a, db::Writer>>,
     outbox_wake: &'a tokio::sync::Notify,
 }
 
@@ -406,6 +460,71 @@ impl WriteTx<'_> {
         self.tx.commit().await.op(op)?;
         wake.notify_one();
         Ok(())
+    }
+}
+
+/// A write transaction begun by [`Store::write`]. Dropping it without [`Writing::commit`]
+/// rolls back: on the writer connection at once (no statement of it can be running, see
+/// `db`); through sqlx as sqlx does.
+struct Writing<'a> {
+    inner: WritingInner<'a>,
+    outbox_wake: &'a tokio::sync::Notify,
+}
+
+enum WritingInner<'a> {
+    /// Open on the writer connection, which the guard holds.
+    Direct(MutexGuard<'a, db::Writer>),
+    Sqlx {
+        // Field order matters: rolled back before the lock is freed.
+        tx: Transaction<'static, Any>,
+        backend: Backend,
+        _guard: Option<MutexGuard<'a, db::Writer>>,
+    },
+    /// Committed.
+    Done,
+}
+
+impl Writing<'_> {
+    /// The transaction's statements.
+    fn tx(&mut self) -> Result<db::Tx<'_>, StoreError> {
+        match &mut self.inner {
+            WritingInner::Direct(guard) => match guard.connection()? {
+                Some(conn) => Ok(db::Tx::direct(conn)),
+                None => Err(StoreError::corrupt("the SQLite writer connection is gone")),
+            },
+            WritingInner::Sqlx { tx, backend, .. } => Ok(db::Tx::sqlx(tx, *backend)),
+            WritingInner::Done => Err(StoreError::corrupt("the transaction has ended")),
+        }
+    }
+
+    async fn commit(mut self, op: &'static str) -> Result<(), StoreError> {
+        match std::mem::replace(&mut self.inner, WritingInner::Done) {
+            WritingInner::Direct(mut guard) => {
+                let committed = guard.commit(op);
+                if committed.is_err() {
+                    guard.rollback();
+                }
+                committed
+            }
+            WritingInner::Sqlx { tx, .. } => tx.commit().await.op(op),
+            WritingInner::Done => Ok(()),
+        }
+    }
+
+    /// Commits a transaction that queued outbox work, then wakes the outbox worker.
+    async fn commit_waking(self, op: &'static str) -> Result<(), StoreError> {
+        let wake = self.outbox_wake;
+        self.commit(op).await?;
+        wake.notify_one();
+        Ok(())
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        if let WritingInner::Direct(guard) = &mut self.inner {
+            guard.rollback();
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 //!   by a "delivered up to id N" cursor: PostgreSQL may commit a lower id after a higher one,
 //!   and such a cursor would skip it. A row every sink delivered is deleted.
 
+use crate::db::Tx;
 use crate::error::ResultExt as _;
 use crate::incidents::{Arg, Sql};
 use crate::{Store, StoreError};
@@ -57,11 +58,14 @@ pub struct SinkBatch {
 }
 
 /// Is any sink configured? Read inside the caller's transaction.
-async fn sinks_enabled(conn: &mut AnyConnection) -> Result<bool, StoreError> {
-    let n: Option<String> = sqlx::query_scalar("SELECT name FROM sinks LIMIT 1")
-        .fetch_optional(&mut *conn)
-        .await
-        .op("checking whether a sink is configured")?;
+async fn sinks_enabled(tx: &mut Tx<'_>) -> Result<bool, StoreError> {
+    let n: Option<(String,)> = tx
+        .fetch_optional(
+            "checking whether a sink is configured",
+            "SELECT name FROM sinks LIMIT 1",
+            &[],
+        )
+        .await?;
     Ok(n.is_some())
 }
 
@@ -73,23 +77,25 @@ fn ids_text(ids: &[i64]) -> String {
 }
 
 async fn insert_row(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     tenant_id: i64,
     finding_ids: &[i64],
     incident_ids: &[i64],
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    let (findings, incidents) = (ids_text(finding_ids), ids_text(incident_ids));
+    tx.execute(
+        "queueing work for the sinks",
         "INSERT INTO sink_queue (tenant_id, finding_ids, incident_ids, created_at)
          VALUES ($1, $2, $3, $4)",
+        &[
+            tenant_id.into(),
+            findings.as_str().into(),
+            incidents.as_str().into(),
+            now.as_micros().into(),
+        ],
     )
-    .bind(tenant_id)
-    .bind(ids_text(finding_ids))
-    .bind(ids_text(incident_ids))
-    .bind(now.as_micros())
-    .execute(&mut *conn)
-    .await
-    .op("queueing work for the sinks")?;
+    .await?;
     Ok(())
 }
 
@@ -97,7 +103,7 @@ async fn insert_row(
 /// grew), inside that transaction: one row, whatever the number of findings. Nothing when no
 /// sink is configured or nothing is new.
 pub(crate) async fn enqueue_ingest(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     tenant_id: i64,
     finding_ids: &[i64],
     incident_ids: impl IntoIterator<Item = &i64>,
@@ -107,26 +113,26 @@ pub(crate) async fn enqueue_ingest(
     if finding_ids.is_empty() && incidents.is_empty() {
         return Ok(());
     }
-    if !sinks_enabled(conn).await? {
+    if !sinks_enabled(tx).await? {
         return Ok(());
     }
     incidents.sort_unstable();
     incidents.dedup();
-    insert_row(conn, tenant_id, finding_ids, &incidents, now).await
+    insert_row(tx, tenant_id, finding_ids, &incidents, now).await
 }
 
 /// Queues one incident's change (status, resolution, assignee, a comment; from an analyst,
 /// the ticket or the vendor), inside the changing transaction.
 pub(crate) async fn enqueue_incident(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     tenant_id: i64,
     incident_id: i64,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    if !sinks_enabled(conn).await? {
+    if !sinks_enabled(tx).await? {
         return Ok(());
     }
-    insert_row(conn, tenant_id, &[], &[incident_id], now).await
+    insert_row(tx, tenant_id, &[], &[incident_id], now).await
 }
 
 fn parse_ids(text: &str, what: &str) -> Result<Vec<i64>, StoreError> {

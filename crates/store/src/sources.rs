@@ -163,29 +163,28 @@ impl Store {
         at: Timestamp,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut w = self.begin_write("recording a poll").await?;
+        let mut w = self.write("recording a poll").await?;
+        let mut tx = w.tx()?;
         let done = match error {
             None => {
-                sqlx::query(
+                tx.execute(
+                    "recording a poll",
                     "UPDATE sources SET last_poll_at = $2, last_ok_at = $2, last_error = NULL
                       WHERE id = $1",
+                    &[source_id.into(), at.as_micros().into()],
                 )
-                .bind(source_id)
-                .bind(at.as_micros())
-                .execute(w.conn())
-                .await
+                .await?
             }
             Some(message) => {
-                sqlx::query("UPDATE sources SET last_poll_at = $2, last_error = $3 WHERE id = $1")
-                    .bind(source_id)
-                    .bind(at.as_micros())
-                    .bind(message)
-                    .execute(w.conn())
-                    .await
+                tx.execute(
+                    "recording a poll",
+                    "UPDATE sources SET last_poll_at = $2, last_error = $3 WHERE id = $1",
+                    &[source_id.into(), at.as_micros().into(), message.into()],
+                )
+                .await?
             }
-        }
-        .op("recording a poll")?;
-        if done.rows_affected() == 0 {
+        };
+        if done == 0 {
             return Err(StoreError::NotFound {
                 what: format!("source {source_id}"),
             });

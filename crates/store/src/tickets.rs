@@ -11,6 +11,7 @@
 //!   half of echo suppression; the second is that socbridge's own writes are recognised when
 //!   read back.
 
+use crate::db::Tx;
 use crate::error::ResultExt as _;
 use crate::leases::Fence;
 use crate::{Store, StoreError};
@@ -208,11 +209,14 @@ fn ts(v: Option<i64>) -> Option<Timestamp> {
 }
 
 /// Is ticketing configured? Read inside the caller's transaction.
-pub(crate) async fn ticketing_enabled(conn: &mut AnyConnection) -> Result<bool, StoreError> {
-    let n: Option<i64> = sqlx::query_scalar("SELECT id FROM ticketing WHERE id = 1")
-        .fetch_optional(&mut *conn)
-        .await
-        .op("checking whether ticketing is on")?;
+pub(crate) async fn ticketing_enabled(tx: &mut Tx<'_>) -> Result<bool, StoreError> {
+    let n: Option<(i64,)> = tx
+        .fetch_optional(
+            "checking whether ticketing is on",
+            "SELECT id FROM ticketing WHERE id = 1",
+            &[],
+        )
+        .await?;
     Ok(n.is_some())
 }
 
@@ -220,7 +224,7 @@ pub(crate) async fn ticketing_enabled(conn: &mut AnyConnection) -> Result<bool, 
 /// the ticket row (with its correlation id). `Update` is skipped when a create or update of
 /// the same incident is still pending: that one will carry the change too.
 pub(crate) async fn enqueue(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     tenant_id: i64,
     tenant: &str,
     incident_id: i64,
@@ -229,34 +233,37 @@ pub(crate) async fn enqueue(
     now: Timestamp,
 ) -> Result<(), StoreError> {
     if kind == OutboxKind::Writeback {
-        return enqueue_writeback(conn, tenant_id, incident_id, payload, now).await;
+        return enqueue_writeback(tx, tenant_id, incident_id, payload, now).await;
     }
     if kind == OutboxKind::Create {
-        sqlx::query(
+        let correlation = correlation_id(tenant, incident_id);
+        tx.execute(
+            "adding a ticket",
             "INSERT INTO tickets (incident_id, tenant_id, system, correlation_id, created_at,
                                   updated_at)
              VALUES ($1, $2, $3, $4, $5, $5)
              ON CONFLICT (incident_id) DO NOTHING",
+            &[
+                incident_id.into(),
+                tenant_id.into(),
+                TARGET_SERVICENOW.into(),
+                correlation.as_str().into(),
+                now.as_micros().into(),
+            ],
         )
-        .bind(incident_id)
-        .bind(tenant_id)
-        .bind(TARGET_SERVICENOW)
-        .bind(correlation_id(tenant, incident_id))
-        .bind(now.as_micros())
-        .execute(&mut *conn)
-        .await
-        .op("adding a ticket")?;
+        .await?;
     } else {
-        let has_ticket: Option<i64> =
-            sqlx::query_scalar("SELECT incident_id FROM tickets WHERE incident_id = $1")
-                .bind(incident_id)
-                .fetch_optional(&mut *conn)
-                .await
-                .op("reading a ticket")?;
+        let has_ticket: Option<(i64,)> = tx
+            .fetch_optional(
+                "reading a ticket",
+                "SELECT incident_id FROM tickets WHERE incident_id = $1",
+                &[incident_id.into()],
+            )
+            .await?;
         if has_ticket.is_none() {
             // An incident from before ticketing was switched on: give it its ticket first.
             Box::pin(enqueue(
-                conn,
+                tx,
                 tenant_id,
                 tenant,
                 incident_id,
@@ -268,35 +275,36 @@ pub(crate) async fn enqueue(
         }
     }
     if kind == OutboxKind::Update {
-        let pending: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM outbox
-              WHERE incident_id = $1 AND state = 'pending' AND kind IN ('create', 'update')
-              LIMIT 1",
-        )
-        .bind(incident_id)
-        .fetch_optional(&mut *conn)
-        .await
-        .op("reading the outbox")?;
+        let pending: Option<(i64,)> = tx
+            .fetch_optional(
+                "reading the outbox",
+                "SELECT id FROM outbox
+                  WHERE incident_id = $1 AND state = 'pending' AND kind IN ('create', 'update')
+                  LIMIT 1",
+                &[incident_id.into()],
+            )
+            .await?;
         if pending.is_some() {
             return Ok(());
         }
     }
-    insert_outbox(conn, tenant_id, incident_id, kind, &payload, now).await
+    insert_outbox(tx, tenant_id, incident_id, kind, &payload, now).await
 }
 
 /// Does the incident hold findings of a source whose vendor has a workflow to write back to
 /// (Symantec MSS)? Read inside the caller's transaction.
 pub(crate) async fn has_vendor_workflow(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     incident_id: i64,
 ) -> Result<bool, StoreError> {
-    let kinds: Vec<String> =
-        sqlx::query_scalar("SELECT source_kind FROM incident_sources WHERE incident_id = $1")
-            .bind(incident_id)
-            .fetch_all(&mut *conn)
-            .await
-            .op("reading an incident's sources")?;
-    Ok(kinds.iter().any(|k| {
+    let kinds: Vec<(String,)> = tx
+        .fetch_all(
+            "reading an incident's sources",
+            "SELECT source_kind FROM incident_sources WHERE incident_id = $1",
+            &[incident_id.into()],
+        )
+        .await?;
+    Ok(kinds.iter().any(|(k,)| {
         k.parse::<SourceKind>()
             .is_ok_and(SourceKind::has_vendor_workflow)
     }))
@@ -306,7 +314,7 @@ pub(crate) async fn has_vendor_workflow(
 /// pending write-back without a comment carries every later change too; a comment is its own
 /// item (it is written once, in order).
 async fn enqueue_writeback(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     tenant_id: i64,
     incident_id: i64,
     payload: serde_json::Value,
@@ -314,21 +322,21 @@ async fn enqueue_writeback(
 ) -> Result<(), StoreError> {
     let has_comment = payload.get("comment").is_some_and(|c| !c.is_null());
     if !has_comment {
-        let pending: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM outbox
-              WHERE incident_id = $1 AND state = 'pending' AND kind = 'writeback'
-              LIMIT 1",
-        )
-        .bind(incident_id)
-        .fetch_optional(&mut *conn)
-        .await
-        .op("reading the outbox")?;
+        let pending: Option<(i64,)> = tx
+            .fetch_optional(
+                "reading the outbox",
+                "SELECT id FROM outbox
+                  WHERE incident_id = $1 AND state = 'pending' AND kind = 'writeback'
+                  LIMIT 1",
+                &[incident_id.into()],
+            )
+            .await?;
         if pending.is_some() {
             return Ok(());
         }
     }
     insert_outbox(
-        conn,
+        tx,
         tenant_id,
         incident_id,
         OutboxKind::Writeback,
@@ -340,27 +348,29 @@ async fn enqueue_writeback(
 
 /// Adds one pending outbox item for `kind`'s target, inside the caller's transaction.
 pub(crate) async fn insert_outbox(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     tenant_id: i64,
     incident_id: i64,
     kind: OutboxKind,
     payload: &serde_json::Value,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    let payload = payload.to_string();
+    tx.execute(
+        "adding to the outbox",
         "INSERT INTO outbox (tenant_id, incident_id, target, kind, payload, state, attempts,
                              next_attempt_at, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)",
+        &[
+            tenant_id.into(),
+            incident_id.into(),
+            kind.target().into(),
+            kind.as_str().into(),
+            payload.as_str().into(),
+            now.as_micros().into(),
+        ],
     )
-    .bind(tenant_id)
-    .bind(incident_id)
-    .bind(kind.target())
-    .bind(kind.as_str())
-    .bind(payload.to_string())
-    .bind(now.as_micros())
-    .execute(&mut *conn)
-    .await
-    .op("adding to the outbox")?;
+    .await?;
     Ok(())
 }
 
@@ -642,27 +652,29 @@ impl Store {
         next: Option<Timestamp>,
         fence: Option<&Fence>,
     ) -> Result<(), StoreError> {
-        let mut w = self.begin_write("updating an outbox item").await?;
+        let mut w = self.write("updating an outbox item").await?;
+        let mut tx = w.tx()?;
         if let Some(fence) = fence {
-            crate::leases::check_fence(w.conn(), self.backend, fence).await?;
+            crate::leases::check_fence(&mut tx, fence).await?;
         }
         let now = Timestamp::now().as_micros();
-        sqlx::query(
+        tx.execute(
+            "updating an outbox item",
             "UPDATE outbox
                 SET state = $2, attempts = attempts + $3, last_error = $4,
                     next_attempt_at = COALESCE($5, next_attempt_at), updated_at = $6,
                     done_at = CASE WHEN $2 = 'done' THEN $6 ELSE done_at END
               WHERE id = $1",
+            &[
+                id.into(),
+                state.into(),
+                1_i64.into(),
+                error.into(),
+                next.map(Timestamp::as_micros).into(),
+                now.into(),
+            ],
         )
-        .bind(id)
-        .bind(state)
-        .bind(1_i64)
-        .bind(error)
-        .bind(next.map(Timestamp::as_micros))
-        .bind(now)
-        .execute(&mut *w.conn())
-        .await
-        .op("updating an outbox item")?;
+        .await?;
         w.commit("updating an outbox item").await
     }
 
@@ -756,16 +768,18 @@ impl Store {
         link: &TicketLink,
         event: Option<(&str, &str)>,
     ) -> Result<(), StoreError> {
-        let mut w = self.begin_write("recording a ticket").await?;
-        let conn = w.conn();
+        let mut w = self.write("recording a ticket").await?;
+        let mut tx = w.tx()?;
         let now = Timestamp::now();
-        let url_before: Option<Option<String>> =
-            sqlx::query_scalar("SELECT url FROM tickets WHERE incident_id = $1")
-                .bind(incident_id)
-                .fetch_optional(&mut *conn)
-                .await
-                .op("reading a ticket")?;
-        sqlx::query(
+        let url_before: Option<(Option<String>,)> = tx
+            .fetch_optional(
+                "reading a ticket",
+                "SELECT url FROM tickets WHERE incident_id = $1",
+                &[incident_id.into()],
+            )
+            .await?;
+        tx.execute(
+            "recording a ticket",
             "UPDATE tickets
                 SET sys_id = $2, number = $3, state = $4, url = $5,
                     remote_updated_on = CASE
@@ -773,32 +787,33 @@ impl Store {
                         ELSE remote_updated_on END,
                     updated_at = $7
               WHERE incident_id = $1",
+            &[
+                incident_id.into(),
+                link.sys_id.as_str().into(),
+                link.number.as_str().into(),
+                link.state.as_str().into(),
+                link.url.as_str().into(),
+                link.remote_updated_on.map(Timestamp::as_micros).into(),
+                now.as_micros().into(),
+            ],
         )
-        .bind(incident_id)
-        .bind(link.sys_id.as_str())
-        .bind(link.number.as_str())
-        .bind(link.state.as_str())
-        .bind(link.url.as_str())
-        .bind(link.remote_updated_on.map(Timestamp::as_micros))
-        .bind(now.as_micros())
-        .execute(&mut *conn)
-        .await
-        .op("recording a ticket")?;
+        .await?;
         if let Some((kind, detail)) = event {
-            crate::ingest::add_event(conn, incident_id, now, kind, "servicenow", detail).await?;
+            crate::ingest::add_event(&mut tx, incident_id, now, kind, "servicenow", detail).await?;
             // The incident now shows its ticket (or the ticket's new state): the sinks follow.
-            let tenant_id: Option<i64> =
-                sqlx::query_scalar("SELECT tenant_id FROM tickets WHERE incident_id = $1")
-                    .bind(incident_id)
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .op("reading a ticket")?;
-            if let Some(tenant_id) = tenant_id {
-                crate::sinks::enqueue_incident(conn, tenant_id, incident_id, now).await?;
+            let tenant_id: Option<(i64,)> = tx
+                .fetch_optional(
+                    "reading a ticket",
+                    "SELECT tenant_id FROM tickets WHERE incident_id = $1",
+                    &[incident_id.into()],
+                )
+                .await?;
+            if let Some((tenant_id,)) = tenant_id {
+                crate::sinks::enqueue_incident(&mut tx, tenant_id, incident_id, now).await?;
             }
         }
-        if url_before.is_some_and(|before| before.as_deref() != Some(link.url.as_str())) {
-            crate::xdr::on_ticket_linked(conn, incident_id, now).await?;
+        if url_before.is_some_and(|(before,)| before.as_deref() != Some(link.url.as_str())) {
+            crate::xdr::on_ticket_linked(&mut tx, incident_id, now).await?;
         }
         w.commit("recording a ticket").await
     }

@@ -10,12 +10,13 @@
 //!   vendor), and the incident's ticket getting its URL. XDR is never the origin of a change,
 //!   so nothing here can echo.
 
+use crate::db::Tx;
 use crate::error::ResultExt as _;
 use crate::tickets::{OutboxKind, insert_outbox};
 use crate::{Store, StoreError};
 use serde::Serialize;
 use socbridge_model::Timestamp;
-use sqlx::{AnyConnection, Row as _};
+use sqlx::Row as _;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -61,56 +62,62 @@ pub fn external_id(install_id: &str, tenant: &str, incident_id: i64) -> String {
     format!("socbridge:{install_id}:{tenant}:incident:{incident_id}")
 }
 
-async fn install_id(conn: &mut AnyConnection) -> Result<String, StoreError> {
-    sqlx::query_scalar("SELECT install_id FROM installation WHERE id = 1")
-        .fetch_one(&mut *conn)
-        .await
-        .op("reading the installation id")
+async fn install_id(tx: &mut Tx<'_>) -> Result<String, StoreError> {
+    let (id,): (String,) = tx
+        .fetch_one(
+            "reading the installation id",
+            "SELECT install_id FROM installation WHERE id = 1",
+            &[],
+        )
+        .await?;
+    Ok(id)
 }
 
 /// The tenant's name when its XDR sink is on, inside the caller's transaction.
-async fn sink_tenant(
-    conn: &mut AnyConnection,
-    tenant_id: i64,
-) -> Result<Option<String>, StoreError> {
-    sqlx::query_scalar(
-        "SELECT t.name FROM xdr_sinks x JOIN tenants t ON t.id = x.tenant_id
-          WHERE x.tenant_id = $1",
-    )
-    .bind(tenant_id)
-    .fetch_optional(&mut *conn)
-    .await
-    .op("checking whether the XDR sink is on")
+async fn sink_tenant(tx: &mut Tx<'_>, tenant_id: i64) -> Result<Option<String>, StoreError> {
+    let name: Option<(String,)> = tx
+        .fetch_optional(
+            "checking whether the XDR sink is on",
+            "SELECT t.name FROM xdr_sinks x JOIN tenants t ON t.id = x.tenant_id
+              WHERE x.tenant_id = $1",
+            &[tenant_id.into()],
+        )
+        .await?;
+    Ok(name.map(|(n,)| n))
 }
 
 /// Records the incident's XDR incident (with its external id) and enqueues its create,
 /// unless it has one already. Returns whether it was new.
 async fn enqueue_create(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     tenant_id: i64,
     tenant: &str,
     install: &str,
     incident_id: i64,
     now: Timestamp,
 ) -> Result<bool, StoreError> {
-    let added = sqlx::query(
-        "INSERT INTO xdr_incidents (incident_id, tenant_id, external_id, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $4)
-         ON CONFLICT (incident_id) DO NOTHING",
-    )
-    .bind(incident_id)
-    .bind(tenant_id)
-    .bind(external_id(install, tenant, incident_id))
-    .bind(now.as_micros())
-    .execute(&mut *conn)
-    .await
-    .op("adding an XDR incident")?;
-    if added.rows_affected() == 0 {
+    let external = external_id(install, tenant, incident_id);
+    let added = tx
+        .execute(
+            "adding an XDR incident",
+            "INSERT INTO xdr_incidents (incident_id, tenant_id, external_id, created_at,
+                                        updated_at)
+             VALUES ($1, $2, $3, $4, $4)
+             ON CONFLICT (incident_id) DO NOTHING",
+            &[
+                incident_id.into(),
+                tenant_id.into(),
+                external.as_str().into(),
+                now.as_micros().into(),
+            ],
+        )
+        .await?;
+    if added == 0 {
         return Ok(false);
     }
     let payload = serde_json::json!({});
     insert_outbox(
-        conn,
+        tx,
         tenant_id,
         incident_id,
         OutboxKind::XdrCreate,
@@ -124,7 +131,7 @@ async fn enqueue_create(
 /// An ingest created these incidents: each gets its XDR incident's create when the tenant's
 /// sink is on. Called once per ingest transaction.
 pub(crate) async fn on_ingest(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     tenant_id: i64,
     created: &HashSet<i64>,
     now: Timestamp,
@@ -132,14 +139,14 @@ pub(crate) async fn on_ingest(
     if created.is_empty() {
         return Ok(());
     }
-    let Some(tenant) = sink_tenant(conn, tenant_id).await? else {
+    let Some(tenant) = sink_tenant(tx, tenant_id).await? else {
         return Ok(());
     };
-    let install = install_id(conn).await?;
+    let install = install_id(tx).await?;
     let mut ids: Vec<i64> = created.iter().copied().collect();
     ids.sort_unstable();
     for id in ids {
-        enqueue_create(conn, tenant_id, &tenant, &install, id, now).await?;
+        enqueue_create(tx, tenant_id, &tenant, &install, id, now).await?;
     }
     Ok(())
 }
@@ -148,37 +155,37 @@ pub(crate) async fn on_ingest(
 /// from before the sink was switched on gets its create (which writes the current status).
 /// The worker reads the incident when it runs, so a sync carries every change made before.
 pub(crate) async fn on_status_change(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     tenant_id: i64,
     incident_id: i64,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let Some(tenant) = sink_tenant(conn, tenant_id).await? else {
+    let Some(tenant) = sink_tenant(tx, tenant_id).await? else {
         return Ok(());
     };
-    let install = install_id(conn).await?;
-    if enqueue_create(conn, tenant_id, &tenant, &install, incident_id, now).await? {
+    let install = install_id(tx).await?;
+    if enqueue_create(tx, tenant_id, &tenant, &install, incident_id, now).await? {
         return Ok(());
     }
-    enqueue_sync(conn, tenant_id, incident_id, now).await
+    enqueue_sync(tx, tenant_id, incident_id, now).await
 }
 
 /// The incident's ticket got (or changed) its URL: the XDR incident's references follow.
 pub(crate) async fn on_ticket_linked(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     incident_id: i64,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    let tenant_id: Option<i64> = sqlx::query_scalar(
-        "SELECT x.tenant_id FROM xdr_incidents x JOIN xdr_sinks s ON s.tenant_id = x.tenant_id
-          WHERE x.incident_id = $1",
-    )
-    .bind(incident_id)
-    .fetch_optional(&mut *conn)
-    .await
-    .op("reading an XDR incident")?;
+    let tenant_id: Option<(i64,)> = tx
+        .fetch_optional(
+            "reading an XDR incident",
+            "SELECT x.tenant_id FROM xdr_incidents x JOIN xdr_sinks s ON s.tenant_id = x.tenant_id
+              WHERE x.incident_id = $1",
+            &[incident_id.into()],
+        )
+        .await?;
     match tenant_id {
-        Some(tenant_id) => enqueue_sync(conn, tenant_id, incident_id, now).await,
+        Some((tenant_id,)) => enqueue_sync(tx, tenant_id, incident_id, now).await,
         None => Ok(()),
     }
 }
@@ -186,14 +193,14 @@ pub(crate) async fn on_ticket_linked(
 /// Queues a sync. Always a new item: one already queued may be running and have read the
 /// incident before this change; a sync finding nothing to change writes nothing.
 async fn enqueue_sync(
-    conn: &mut AnyConnection,
+    tx: &mut Tx<'_>,
     tenant_id: i64,
     incident_id: i64,
     now: Timestamp,
 ) -> Result<(), StoreError> {
     let payload = serde_json::json!({});
     insert_outbox(
-        conn,
+        tx,
         tenant_id,
         incident_id,
         OutboxKind::XdrSync,
@@ -350,7 +357,15 @@ impl Store {
         .await
         .op("recording an XDR incident")?;
         if let Some((kind, detail)) = event {
-            crate::ingest::add_event(conn, incident_id, now, kind, "xdr", detail).await?;
+            crate::ingest::add_event(
+                &mut Tx::sqlx(conn, self.backend),
+                incident_id,
+                now,
+                kind,
+                "xdr",
+                detail,
+            )
+            .await?;
         }
         w.commit("recording an XDR incident").await
     }

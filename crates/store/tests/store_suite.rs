@@ -2649,6 +2649,18 @@ async fn sqlite_writes_wait_for_another_processs_writer_instead_of_failing() {
 
     // Reads go on under WAL while the other writer holds its lock.
     assert_eq!(store.list_tenants().await.unwrap().len(), 1);
+    // A write given up while it waits (its caller timed out) leaves nothing behind: the
+    // next one takes the lock as soon as it is free.
+    let waited = tokio::time::timeout(
+        Duration::from_millis(100),
+        ingest(
+            &store,
+            &src,
+            vec![endpoint_finding("e0", "pc0", 9, Severity::High, "10.0.0.9")],
+        ),
+    )
+    .await;
+    assert!(waited.is_err(), "the lock was still held elsewhere");
     let started = std::time::Instant::now();
     let out = ingest(
         &store,
@@ -2669,6 +2681,8 @@ async fn sqlite_writes_wait_for_another_processs_writer_instead_of_failing() {
     );
     held.await.unwrap().close().await.unwrap();
     assert_eq!(store.list_tenants().await.unwrap().len(), 2);
+    let keys = store.finding_keys("acme", "amp").await.unwrap();
+    assert_eq!(keys.len(), 1, "only the write that ran is stored: {keys:?}");
 }
 
 // ---------------------------------------------------------------------------------------------
