@@ -593,8 +593,10 @@ impl Store {
         .fetch_optional(&mut *conn)
         .await
         .op("reading an action")?;
-        let id = match existing {
-            Some((id, s)) if s == "planned" || s == "applied" => id,
+        // The action, and whether this request (re-)planned it: one already planned or
+        // applied is under way and is not asked for again.
+        let (id, requested) = match existing {
+            Some((id, s)) if s == "planned" || s == "applied" => (id, false),
             Some((id, _)) => {
                 sqlx::query(
                     "UPDATE actions SET state = $2, reason = $3, group_name = $4, manual = 1,
@@ -609,18 +611,7 @@ impl Store {
                 .execute(&mut *conn)
                 .await
                 .op("re-planning an action")?;
-                if state == ActionState::Planned {
-                    enqueue(
-                        &mut Tx::sqlx(conn, self.backend),
-                        tenant_id,
-                        incident_id,
-                        OutboxKind::Contain,
-                        id,
-                        now,
-                    )
-                    .await?;
-                }
-                id
+                (id, true)
             }
             None => {
                 let id = insert_action(
@@ -638,20 +629,21 @@ impl Store {
                 )
                 .await?
                 .ok_or_else(|| StoreError::corrupt("an action appeared while planning it"))?;
-                if state == ActionState::Planned {
-                    enqueue(
-                        &mut Tx::sqlx(conn, self.backend),
-                        tenant_id,
-                        incident_id,
-                        OutboxKind::Contain,
-                        id,
-                        now,
-                    )
-                    .await?;
-                }
-                id
+                (id, true)
             }
         };
+        if requested && state == ActionState::Planned {
+            let mut tx = Tx::sqlx(conn, self.backend);
+            enqueue(
+                &mut tx,
+                tenant_id,
+                incident_id,
+                OutboxKind::Contain,
+                id,
+                now,
+            )
+            .await?;
+        }
         let detail = match &reason {
             Some(why) => format!("{kind} {host}: refused ({why})"),
             None => format!("{kind} {host}: requested"),

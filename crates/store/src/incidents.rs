@@ -631,20 +631,13 @@ impl Store {
                     e
                 });
             }
+            // What follows the change (timeline, ticket, sinks, XDR, containment, vendor)
+            // is written by the helpers the ingest shares, over this transaction.
+            let mut tx = Tx::sqlx(conn, self.backend);
             for (kind, detail) in &events {
-                add_event(
-                    &mut Tx::sqlx(conn, self.backend),
-                    id,
-                    now,
-                    kind,
-                    &actor,
-                    detail,
-                )
-                .await?;
+                add_event(&mut tx, id, now, kind, &actor, detail).await?;
             }
-            if origin.mirrors_to_ticket()
-                && ticketing_enabled(&mut Tx::sqlx(conn, self.backend)).await?
-            {
+            if origin.mirrors_to_ticket() && ticketing_enabled(&mut tx).await? {
                 let fields_changed = resolution != cur.resolution || assignee != cur.assignee;
                 let work = work_for_update(
                     cur.status,
@@ -654,37 +647,16 @@ impl Store {
                     &actor,
                 );
                 for (kind, payload) in work {
-                    enqueue(
-                        &mut Tx::sqlx(conn, self.backend),
-                        cur.tenant_id,
-                        &cur.tenant,
-                        id,
-                        kind,
-                        payload,
-                        now,
-                    )
-                    .await?;
+                    enqueue(&mut tx, cur.tenant_id, &cur.tenant, id, kind, payload, now).await?;
                 }
             }
-            crate::sinks::enqueue_incident(
-                &mut Tx::sqlx(conn, self.backend),
-                cur.tenant_id,
-                id,
-                now,
-            )
-            .await?;
+            crate::sinks::enqueue_incident(&mut tx, cur.tenant_id, id, now).await?;
             if status != cur.status {
-                crate::xdr::on_status_change(
-                    &mut Tx::sqlx(conn, self.backend),
-                    cur.tenant_id,
-                    id,
-                    now,
-                )
-                .await?;
+                crate::xdr::on_status_change(&mut tx, cur.tenant_id, id, now).await?;
             }
             if status.is_open() != cur.status.is_open() {
                 crate::containment::on_status_change(
-                    &mut Tx::sqlx(conn, self.backend),
+                    &mut tx,
                     cur.tenant_id,
                     id,
                     cur.status.is_open(),
@@ -693,25 +665,14 @@ impl Store {
                 )
                 .await?;
             }
-            if origin.mirrors_to_vendor()
-                && has_vendor_workflow(&mut Tx::sqlx(conn, self.backend), id).await?
-            {
+            if origin.mirrors_to_vendor() && has_vendor_workflow(&mut tx, id).await? {
                 let payload = serde_json::json!({
                     "comment": comment,
                     "actor": actor,
                     "origin": origin.as_str(),
                 });
                 let kind = OutboxKind::Writeback;
-                enqueue(
-                    &mut Tx::sqlx(conn, self.backend),
-                    cur.tenant_id,
-                    &cur.tenant,
-                    id,
-                    kind,
-                    payload,
-                    now,
-                )
-                .await?;
+                enqueue(&mut tx, cur.tenant_id, &cur.tenant, id, kind, payload, now).await?;
             }
         }
 

@@ -961,6 +961,18 @@ async fn containment_is_planned_with_the_incident_and_released_on_close(db: &Tes
         .unwrap()
         .unwrap();
     assert_eq!((manual.state.as_str(), manual.manual), ("planned", true));
+    // Its work is queued with it, once: asking again while it is planned adds nothing.
+    store
+        .contain_incident(by_host("WIN-2").id, None, &ManualAction::Isolate, "cli:bob")
+        .await
+        .unwrap()
+        .unwrap();
+    let outbox = store.open_outbox().await.unwrap();
+    let contains: Vec<_> = outbox
+        .iter()
+        .filter(|i| i.kind == OutboxKind::Contain && i.payload["action"] == json!(manual.id))
+        .collect();
+    assert_eq!(contains.len(), 1, "{outbox:?}");
     assert_eq!(
         store
             .release_incident(by_host("WIN-2").id, None, "cli:bob")
