@@ -118,6 +118,12 @@ pub(crate) async fn begin_immediate(
     op: &'static str,
     timeout: Duration,
 ) -> Result<(), StoreError> {
+    if !conn.is_autocommit() {
+        // A transaction left open would make every later BEGIN fail; none should be.
+        tracing::warn!("the SQLite writer connection had a transaction open; rolling it back");
+        conn.execute_batch("ROLLBACK")
+            .map_err(|e| direct_error(op, e))?;
+    }
     let started = std::time::Instant::now();
     let mut pause = Duration::from_millis(1);
     loop {
