@@ -59,7 +59,7 @@ impl Writer {
                     OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
                 // The pool's settings (see `Store::open_sqlite_url`). No busy timeout: `BEGIN
-                // IMMEDIATE` is retried by `Writer::begin` without blocking the thread, and a
+                // IMMEDIATE` is retried by `begin_immediate` without blocking the thread, and a
                 // transaction that began holds the write lock.
                 conn.busy_timeout(Duration::ZERO)?;
                 conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
@@ -84,14 +84,19 @@ impl Writer {
         self.conn = None;
     }
 
+    /// The connection a transaction was begun on. Never opens one: statements run on a
+    /// fresh connection would run outside that transaction.
+    pub(crate) fn in_transaction(&mut self) -> Result<&mut rusqlite::Connection, StoreError> {
+        self.conn
+            .as_mut()
+            .ok_or_else(|| StoreError::corrupt("the SQLite writer connection is gone"))
+    }
+
     /// `COMMIT`s the transaction open on the connection.
     pub(crate) fn commit(&mut self, op: &'static str) -> Result<(), StoreError> {
-        match &mut self.conn {
-            Some(conn) => conn
-                .execute_batch("COMMIT")
-                .map_err(|e| direct_error(op, e)),
-            None => Err(StoreError::corrupt("the SQLite writer connection is gone")),
-        }
+        self.in_transaction()?
+            .execute_batch("COMMIT")
+            .map_err(|e| direct_error(op, e))
     }
 
     /// Rolls back the transaction open on the connection; should that fail, closes the

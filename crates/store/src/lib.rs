@@ -488,10 +488,7 @@ impl Writing<'_> {
     /// The transaction's statements.
     fn tx(&mut self) -> Result<db::Tx<'_>, StoreError> {
         match &mut self.inner {
-            WritingInner::Direct(guard) => match guard.connection()? {
-                Some(conn) => Ok(db::Tx::direct(conn)),
-                None => Err(StoreError::corrupt("the SQLite writer connection is gone")),
-            },
+            WritingInner::Direct(guard) => Ok(db::Tx::direct(guard.in_transaction()?)),
             WritingInner::Sqlx { tx, backend, .. } => Ok(db::Tx::sqlx(tx, *backend)),
             WritingInner::Done => Err(StoreError::corrupt("the transaction has ended")),
         }
