@@ -22,6 +22,10 @@ use tokio_util::sync::CancellationToken;
 /// GET of the isolation state settles it at once, like a connector checking in).
 pub(crate) const SETTLE_AFTER: Duration = Duration::from_secs(1);
 
+/// The vendor's event ids carry the event's time in their upper 32 bits: seconds since this
+/// epoch (see [`Tenant::fresh_id`]).
+const EVENT_ID_EPOCH: i64 = 89_467_546;
+
 /// The vendor's documented budget: 3000 requests per hour per API client.
 pub(crate) const DEFAULT_RATE_LIMIT: u64 = 3000;
 pub(crate) const DEFAULT_RATE_WINDOW: Duration = Duration::from_secs(3600);
@@ -413,7 +417,7 @@ impl Tenant {
             let kind = world::draw_event_type(&mut rng);
             let computer = rng.random_range(0..t.world.computers.len());
             let sample = rng.random_range(0..t.world.malware.len());
-            let id = t.fresh_id(&mut rng);
+            let id = t.fresh_id(&mut rng, when.0);
             let spec = EventSpec {
                 kind,
                 computer,
@@ -431,7 +435,7 @@ impl Tenant {
             // A detection is often followed by its quarantine in the same instant.
             if kind.id == 1090519054 && made < initial && rng.random_bool(0.3) {
                 let q = catalog::event_type(553648143).expect("Threat Quarantined is catalogued");
-                let qid = t.fresh_id(&mut rng);
+                let qid = t.fresh_id(&mut rng, when.0);
                 let spec = EventSpec {
                     kind: q,
                     computer,
@@ -454,10 +458,20 @@ impl Tenant {
         t
     }
 
-    /// A new event id: above 2^53 (in 6e18..9e18, like the vendor's), unique in the tenant.
-    fn fresh_id(&mut self, rng: &mut ChaCha8Rng) -> u64 {
+    /// A new event id for an event at `timestamp` (Unix seconds), unique in the tenant.
+    ///
+    /// The vendor's ids rise with time: their upper 32 bits count seconds since an epoch and
+    /// the lower 32 bits tell apart events of one second. In the recorded fixtures, id
+    /// 6533669671340605000 is an event at 1610706060 and 6533669929038643000 one at
+    /// 1610706120, 60 x 2^32 further on; `id >> 32` is `timestamp - 89,467,546` throughout
+    /// that family. Ids made here keep that shape (so they stay above 2^53, like the vendor's,
+    /// and a client storing them in time order sees them rise), with random lower bits.
+    fn fresh_id(&mut self, rng: &mut ChaCha8Rng, timestamp: i64) -> u64 {
+        let seconds = u64::try_from(timestamp.saturating_sub(EVENT_ID_EPOCH))
+            .unwrap_or(0)
+            .clamp(1 << 22, u64::from(u32::MAX));
         loop {
-            let id = rng.random_range(6_000_000_000_000_000_000u64..9_000_000_000_000_000_000u64);
+            let id = (seconds << 32) | u64::from(rng.random::<u32>());
             if self.used_ids.insert(id) {
                 return id;
             }
@@ -554,7 +568,7 @@ impl Tenant {
                 None => world::draw_event_type(&mut rng),
             };
             let computer = rng.random_range(0..self.world.computers.len());
-            let id = self.fresh_id(&mut rng);
+            let id = self.fresh_id(&mut rng, timestamp);
             let spec = EventSpec {
                 kind,
                 computer,

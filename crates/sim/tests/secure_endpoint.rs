@@ -250,6 +250,41 @@ async fn ids_above_2_pow_53_survive_as_exact_integers() {
 }
 
 #[tokio::test]
+async fn ids_rise_with_event_time_like_the_recorded_ones() {
+    // The recorded fixtures: id >> 32 counts seconds from one epoch, so ids sort by time.
+    let recorded = [
+        (6_533_669_671_340_605_000u64, 1_610_706_060i64),
+        (6_533_669_929_038_643_000, 1_610_706_120),
+    ];
+    let epoch = |(id, ts): (u64, i64)| ts - i64::try_from(id >> 32).unwrap();
+    assert_eq!(epoch(recorded[0]), epoch(recorded[1]));
+    let sim = start(12, 1, 300).await;
+    let t = name(&sim, 0);
+    let added = sim.add_events(AddEvents {
+        tenant: t.clone(),
+        count: 5,
+        malformed: false,
+        same_second: false,
+        event_type_id: None,
+    });
+    assert_eq!(added.len(), 5);
+    let events = data_set(&sim, &t).await;
+    assert_eq!(events.len(), 305);
+    for e in &events {
+        let id = e["id"].as_u64().unwrap();
+        let ts = e["timestamp"].as_i64().unwrap();
+        assert_eq!(epoch((id, ts)), epoch(recorded[0]), "event {id} at {ts}");
+    }
+    // Newest first by time, so the seconds part of the id never rises down the list.
+    assert!(
+        events
+            .windows(2)
+            .all(|w| key(&w[0]).2 >> 32 >= key(&w[1]).2 >> 32)
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn wrong_or_missing_credentials_get_the_vendors_401_and_tenants_stay_apart() {
     let sim = start(5, 2, 20).await;
     let base = sim.endpoints().secure_endpoint.clone();
