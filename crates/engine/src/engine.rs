@@ -12,7 +12,7 @@ use socbridge_connectors::secure_endpoint::SecureEndpointClient;
 use socbridge_model::{SourceName, Timestamp};
 use socbridge_secrets::{MasterKey, SecretFields, SecretsError, aad_for_source};
 use socbridge_store::{Fence, NewSource, SourceRecord, Store, StoreError, poll_job};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -153,6 +153,8 @@ pub(crate) struct Inner {
     pub(crate) xdr_tokens: socbridge_connectors::TokenCache,
     /// This process as a replica, and the jobs it holds.
     pub(crate) leasing: crate::leasing::Leasing,
+    /// The stored sources as the loops of every tick see them (see `sources_view`).
+    pub(crate) sources_view: tokio::sync::Mutex<Option<Arc<crate::sources_view::SourcesView>>>,
 }
 
 impl Engine {
@@ -172,6 +174,7 @@ impl Engine {
                 metrics: crate::metrics::EngineMetrics::default(),
                 xdr_tokens: socbridge_connectors::TokenCache::new(),
                 leasing,
+                sources_view: tokio::sync::Mutex::new(None),
             }),
         }
     }
@@ -670,18 +673,37 @@ impl Engine {
             }
             while tasks.try_join_next().is_some() {}
             let now = Timestamp::now();
-            let sources = match self.inner.store.list_sources(None).await {
-                Ok(s) => s,
+            let view = match self.sources_view().await {
+                Ok(v) => v,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot list sources; retrying on the next tick");
                     continue;
                 }
             };
-            for src in sources {
-                if !is_due(&src, now) {
+            // Only the sources not polled for the shortest interval can be due: one light
+            // query, then each one's own interval.
+            let shortest = view.shortest_interval();
+            let candidates: HashMap<i64, Option<Timestamp>> = match self
+                .inner
+                .store
+                .sources_polled_before(crate::sources_view::before(now, shortest))
+                .await
+            {
+                Ok(c) => c.into_iter().collect(),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read which sources are due; retrying on the next tick");
                     continue;
                 }
-                let job = poll_job(src.id);
+            };
+            for viewed in &view.sources {
+                let id = viewed.record.id;
+                let Some(&last_poll_at) = candidates.get(&id) else {
+                    continue;
+                };
+                if !crate::sources_view::is_due(viewed.interval, last_poll_at, now) {
+                    continue;
+                }
+                let job = poll_job(id);
                 // Only the sources whose lease this replica holds; others poll the rest.
                 let Some(fence) = self.inner.leasing.held_fence(&job) else {
                     continue;
@@ -694,7 +716,16 @@ impl Engine {
                 tasks.spawn(async move {
                     let _busy = busy;
                     let _permit = sem.acquire_owned().await;
-                    engine.poll_source(&src, Some(fence)).await
+                    // The source as stored now: its cursor mark moves with every ingest.
+                    match engine.inner.store.source_by_id(id).await {
+                        Ok(Some(src)) => {
+                            engine.poll_source(&src, Some(fence)).await;
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::error!(source_id = id, error = %e, "cannot read a source due a poll; retrying on the next tick");
+                        }
+                    }
                 });
             }
         }
@@ -731,19 +762,6 @@ impl From<PollError> for Failure {
         match e {
             PollError::Store(StoreError::LeaseLost { .. }) => Failure::LeaseLost,
             e => Failure::Other(e.to_string()),
-        }
-    }
-}
-
-fn is_due(src: &SourceRecord, now: Timestamp) -> bool {
-    let interval = SourceSettings::from_json(&src.settings)
-        .map(|s| s.poll().poll_interval())
-        .unwrap_or(Duration::from_secs(60));
-    match src.last_poll_at {
-        None => true,
-        Some(last) => {
-            let interval_us = i64::try_from(interval.as_micros()).unwrap_or(i64::MAX);
-            now.as_micros().saturating_sub(last.as_micros()) >= interval_us
         }
     }
 }

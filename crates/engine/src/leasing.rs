@@ -307,11 +307,12 @@ impl Engine {
         }
         self.retire_dead_neighbours().await?;
         let live = store.live_replicas(leasing.ttl).await?;
-        let polls: Vec<String> = store
-            .list_sources(None)
+        let polls: Vec<String> = self
+            .sources_view()
             .await?
+            .sources
             .iter()
-            .map(|s| poll_job(s.id))
+            .map(|s| poll_job(s.record.id))
             .collect();
         let outboxes: Vec<String> = store
             .list_tenants()

@@ -10,6 +10,7 @@ pub mod poll;
 mod push;
 pub mod settings;
 pub mod sinks;
+mod sources_view;
 pub mod symantec;
 pub mod ticketing;
 pub mod umbrella;

@@ -18,13 +18,12 @@
 
 use crate::engine::{Engine, SourceClient};
 use crate::poll::{PollReport, store_pushed};
-use crate::settings::SourceSettings;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use socbridge_connectors::secure_endpoint::event_streams::{
     EventStream, StreamConsumer, StreamError,
 };
 use socbridge_store::SourceRecord;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -43,15 +42,8 @@ fn stream_name(src: &SourceRecord) -> String {
     format!("socbridge {}/{}", src.tenant, src.name)
 }
 
-fn wants_push(src: &SourceRecord) -> bool {
-    matches!(
-        SourceSettings::from_json(&src.settings),
-        Ok(SourceSettings::SecureEndpoint(se)) if se.push
-    )
-}
-
 /// Runs a consumer for every source that asks for push, starting and stopping them as the
-/// stored sources change (looked at every tick), until `shutdown`.
+/// stored sources change (looked at every tick, through `sources_view`), until `shutdown`.
 pub(crate) async fn run(engine: Engine, shutdown: CancellationToken) {
     let mut consumers: HashMap<i64, (CancellationToken, JoinHandle<()>)> = HashMap::new();
     let mut ticker = tokio::time::interval(engine.inner.opts.tick);
@@ -61,31 +53,33 @@ pub(crate) async fn run(engine: Engine, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => break,
             _ = ticker.tick() => {}
         }
-        let sources = match engine.inner.store.list_sources(None).await {
-            Ok(s) => s,
+        let view = match engine.sources_view().await {
+            Ok(v) => v,
             Err(e) => {
                 tracing::error!(error = %e, "push: cannot list sources; retrying on the next tick");
                 continue;
             }
         };
-        let wanted: HashMap<i64, SourceRecord> = sources
-            .into_iter()
-            .filter(wants_push)
-            .map(|s| (s.id, s))
+        let wanted: HashSet<i64> = view
+            .sources
+            .iter()
+            .filter(|s| s.push)
+            .map(|s| s.record.id)
             .collect();
         consumers.retain(|id, (stop, task)| {
-            let keep = wanted.contains_key(id) && !task.is_finished();
+            let keep = wanted.contains(id) && !task.is_finished();
             if !keep {
                 stop.cancel();
             }
             keep
         });
-        for (id, src) in wanted {
+        for viewed in view.sources.iter().filter(|s| s.push) {
+            let id = viewed.record.id;
             if consumers.contains_key(&id) {
                 continue;
             }
             let stop = shutdown.child_token();
-            let task = tokio::spawn(consume(engine.clone(), src, stop.clone()));
+            let task = tokio::spawn(consume(engine.clone(), viewed.record.clone(), stop.clone()));
             consumers.insert(id, (stop, task));
         }
     }

@@ -48,7 +48,8 @@ pub use leases::{
     sink_job, sync_job,
 };
 pub use records::{
-    Counts, IngestBatch, IngestOutcome, NewSource, QuarantineRecord, SourceRecord, TenantRecord,
+    Counts, IngestBatch, IngestOutcome, NewSource, QuarantineRecord, SourceRecord,
+    SourcesFingerprint, TenantRecord,
 };
 pub use sinks::{NewSink, SinkBatch, SinkRecord};
 pub use status::{JobRef, NamedLease};

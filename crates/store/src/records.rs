@@ -38,6 +38,17 @@ impl fmt::Debug for NewSource {
     }
 }
 
+/// What tells whether the stored sources changed since another reading: how many there are,
+/// the highest id and the latest save (every save of a source stamps `updated_at`; a removal
+/// changes the count). A poll's outcome and an ingest's cursor do not change it: loops that
+/// run every tick list the sources again only when it changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourcesFingerprint {
+    pub count: i64,
+    pub max_id: i64,
+    pub last_saved_at: i64,
+}
+
 /// A stored source with its cursor and the state of its last poll.
 #[derive(Clone, PartialEq)]
 pub struct SourceRecord {

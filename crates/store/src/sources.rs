@@ -3,7 +3,7 @@
 //! what it covers.
 
 use crate::error::ResultExt as _;
-use crate::{NewSource, SourceRecord, Store, StoreError};
+use crate::{NewSource, SourceRecord, SourcesFingerprint, Store, StoreError};
 use socbridge_model::{SourceKind, Timestamp};
 use sqlx::Row as _;
 use sqlx::any::AnyRow;
@@ -136,6 +136,54 @@ impl Store {
         .await
         .op("reading a source")?;
         row.as_ref().map(source_from_row).transpose()
+    }
+
+    /// One source by its id, as stored now; `None` once removed.
+    pub async fn source_by_id(&self, id: i64) -> Result<Option<SourceRecord>, StoreError> {
+        let row = sqlx::query(&format!("{SOURCE_SELECT} WHERE s.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .op("reading a source")?;
+        row.as_ref().map(source_from_row).transpose()
+    }
+
+    /// Whether the stored sources changed since an earlier reading: one light query, where
+    /// listing them all reads every row with its settings and sealed credentials.
+    pub async fn sources_fingerprint(&self) -> Result<SourcesFingerprint, StoreError> {
+        let (count, max_id, last_saved_at): (i64, i64, i64) = sqlx::query_as(
+            "SELECT CAST(COUNT(*) AS BIGINT), CAST(COALESCE(MAX(id), 0) AS BIGINT),
+                    CAST(COALESCE(MAX(updated_at), 0) AS BIGINT)
+               FROM sources",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .op("reading whether the sources changed")?;
+        Ok(SourcesFingerprint {
+            count,
+            max_id,
+            last_saved_at,
+        })
+    }
+
+    /// The sources never polled or last polled at or before `before`, with that time: the
+    /// candidates of a scheduler tick, without their settings or credentials.
+    pub async fn sources_polled_before(
+        &self,
+        before: Timestamp,
+    ) -> Result<Vec<(i64, Option<Timestamp>)>, StoreError> {
+        let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT id, last_poll_at FROM sources
+              WHERE last_poll_at IS NULL OR last_poll_at <= $1",
+        )
+        .bind(before.as_micros())
+        .fetch_all(&self.pool)
+        .await
+        .op("finding the sources due a poll")?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, at)| (id, at.map(Timestamp::from_micros)))
+            .collect())
     }
 
     /// Removes a source with its findings and quarantined records (their incidents stay, with

@@ -149,6 +149,7 @@ both_backends!(
     migrations_are_idempotent,
     tenants_crud_and_conflict,
     sources_upsert_keeps_one_row_and_never_shows_the_secret,
+    the_sources_fingerprint_moves_with_saves_and_removals_only,
     record_poll_keeps_the_last_error_until_a_good_poll,
     ingest_stores_a_batch_once_and_keeps_the_mark,
     the_cap_stops_the_batch_and_the_rest_comes_next_time,
@@ -1295,6 +1296,72 @@ async fn sources_upsert_keeps_one_row_and_never_shows_the_secret(db: &TestDb) {
     assert!(store.remove_source("acme", "amp").await.unwrap());
     assert!(!store.remove_source("acme", "amp").await.unwrap());
     assert!(store.list_sources(None).await.unwrap().is_empty());
+}
+
+async fn the_sources_fingerprint_moves_with_saves_and_removals_only(db: &TestDb) {
+    let store = db.open().await;
+    let empty = store.sources_fingerprint().await.unwrap();
+    let src = tenant_with_source(&store, "acme", "amp", SourceKind::SecureEndpoint).await;
+    let one = store.sources_fingerprint().await.unwrap();
+    assert_ne!(one, empty, "a new source");
+    assert_eq!(store.source_by_id(src.id).await.unwrap(), Some(src.clone()));
+    assert_eq!(store.source_by_id(src.id + 1000).await.unwrap(), None);
+
+    // What moves with every poll leaves it alone; the scheduler reads that apart.
+    store.record_poll(src.id, at(5), None).await.unwrap();
+    ingest(
+        &store,
+        &src,
+        vec![endpoint_finding(
+            "e1",
+            "pc-1",
+            4,
+            Severity::High,
+            "10.0.0.1",
+        )],
+    )
+    .await;
+    assert_eq!(store.sources_fingerprint().await.unwrap(), one);
+    assert_eq!(
+        store.sources_polled_before(at(5)).await.unwrap(),
+        vec![(src.id, Some(at(5)))]
+    );
+    assert!(store.sources_polled_before(at(4)).await.unwrap().is_empty());
+
+    // A save of new settings moves it, even for the same source.
+    tick().await;
+    store
+        .upsert_source(
+            "acme",
+            NewSource {
+                name: SourceName::new("amp").unwrap(),
+                kind: SourceKind::SecureEndpoint,
+                settings: json!({"kind": "secure_endpoint", "poll_interval_secs": 5}),
+                secret: None,
+            },
+        )
+        .await
+        .unwrap();
+    let saved = store.sources_fingerprint().await.unwrap();
+    assert_ne!(saved, one, "settings saved");
+
+    // A second source, never polled, is a candidate at any time.
+    let other = tenant_with_source(&store, "globex", "umb", SourceKind::Umbrella).await;
+    let two = store.sources_fingerprint().await.unwrap();
+    assert_ne!(two, saved);
+    assert_eq!(
+        store.sources_polled_before(at(0)).await.unwrap(),
+        vec![(other.id, None)]
+    );
+
+    // Removing a source, or its tenant, moves it too.
+    assert!(store.remove_source("acme", "amp").await.unwrap());
+    let removed = store.sources_fingerprint().await.unwrap();
+    assert_ne!(removed, two);
+    assert!(store.remove_tenant("globex").await.unwrap());
+    let none = store.sources_fingerprint().await.unwrap();
+    assert_ne!(none, removed);
+    assert_eq!(none.count, 0);
 }
 
 async fn record_poll_keeps_the_last_error_until_a_good_poll(db: &TestDb) {
