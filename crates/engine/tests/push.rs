@@ -7,12 +7,10 @@
 
 mod common;
 use common::*;
-use socbridge_engine::Engine;
 use socbridge_sim::{AddEvents, ConfigOptions, EventStreamsConfig, SimConfig, SimHandle};
 use socbridge_store::Store;
 use std::collections::HashSet;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 const THREAT_DETECTED: u64 = 1090519054;
 const SOURCE: &str = "secure-endpoint";
@@ -31,16 +29,6 @@ fn sim(tenants: usize, event_streams: EventStreamsConfig) -> SimConfig {
         event_streams,
         ..sim_config(tenants, 7, 0)
     }
-}
-
-/// Runs `serve`'s engine until the token is cancelled.
-fn serve(engine: &Engine) -> (CancellationToken, tokio::task::JoinHandle<()>) {
-    let stop = CancellationToken::new();
-    let (e, s) = (engine.clone(), stop.clone());
-    let task = tokio::spawn(async move {
-        e.run(s).await.expect("the engine runs");
-    });
-    (stop, task)
 }
 
 /// Waits until the first poll of the tenant's source is recorded and its stream exists at the

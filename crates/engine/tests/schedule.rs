@@ -6,26 +6,12 @@ mod common;
 use common::*;
 use socbridge_engine::SourceSettings;
 use socbridge_model::SourceName;
-use socbridge_sim::ConfigOptions;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_saved_while_serving_is_polled_at_once() {
-    let rig = rig_with(
-        sim_config(2, 31, 20),
-        &ConfigOptions {
-            servicenow_section: false,
-            symantec_sources: false,
-            umbrella_sources: false,
-        },
-        |_, text| format!("{text}\n[defaults]\npoll_interval = \"1s\"\n"),
-    )
-    .await;
-    let stop = tokio_util::sync::CancellationToken::new();
-    let running = {
-        let (engine, stop) = (rig.engine.clone(), stop.clone());
-        tokio::spawn(async move { engine.run(stop).await })
-    };
+    let rig = secure_endpoint_rig(sim_config(2, 31, 20)).await;
+    let (stop, running) = serve(&rig.engine);
     let store = rig.store.clone();
     wait_until(Duration::from_secs(20), "every source polled once", || {
         let store = store.clone();
@@ -91,6 +77,5 @@ async fn a_source_saved_while_serving_is_polled_at_once() {
     tokio::time::timeout(Duration::from_secs(30), running)
         .await
         .expect("serve stops")
-        .unwrap()
         .unwrap();
 }

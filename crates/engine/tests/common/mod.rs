@@ -230,3 +230,32 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A rig whose tenants have only their Secure Endpoint source, each polled every second.
+pub async fn secure_endpoint_rig(sim: SimConfig) -> Rig {
+    rig_with(
+        sim,
+        &ConfigOptions {
+            servicenow_section: false,
+            symantec_sources: false,
+            umbrella_sources: false,
+        },
+        |_, text| format!("{text}\n[defaults]\npoll_interval = \"1s\"\n"),
+    )
+    .await
+}
+
+/// Runs `serve`'s engine until the token is cancelled.
+pub fn serve(
+    engine: &Engine,
+) -> (
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (e, s) = (engine.clone(), stop.clone());
+    let task = tokio::spawn(async move {
+        e.run(s).await.expect("the engine runs");
+    });
+    (stop, task)
+}
