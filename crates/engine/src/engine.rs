@@ -12,7 +12,7 @@ use socbridge_connectors::secure_endpoint::SecureEndpointClient;
 use socbridge_model::{SourceName, Timestamp};
 use socbridge_secrets::{MasterKey, SecretFields, SecretsError, aad_for_source};
 use socbridge_store::{Fence, NewSource, SourceRecord, Store, StoreError, poll_job};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -155,6 +155,10 @@ pub(crate) struct Inner {
     pub(crate) leasing: crate::leasing::Leasing,
     /// The stored sources as the loops of every tick see them (see `sources_view`).
     pub(crate) sources_view: tokio::sync::Mutex<Option<Arc<crate::sources_view::SourcesView>>>,
+    /// Sources whose last poll in this process left more waiting (its cap or time budget
+    /// reached): the next poll of a Secure Endpoint source then asks for one event to learn
+    /// the window's size, instead of a whole page it would not store (see `poll`).
+    pub(crate) backlogged: std::sync::Mutex<HashSet<i64>>,
 }
 
 impl Engine {
@@ -175,6 +179,7 @@ impl Engine {
                 xdr_tokens: socbridge_connectors::TokenCache::new(),
                 leasing,
                 sources_view: tokio::sync::Mutex::new(None),
+                backlogged: std::sync::Mutex::new(HashSet::new()),
             }),
         }
     }
@@ -330,29 +335,62 @@ impl Engine {
         Ok(self.poll_many(sources).await)
     }
 
-    /// Polls every source until none has more waiting (cap or budget reached) or `max_rounds`
-    /// rounds ran. What `serve --until-idle` and `demo --once` use.
+    /// Polls every source until none has more waiting (cap or budget reached) or each was
+    /// polled `max_rounds` times. What `serve --until-idle`, `demo --once` and `bench` use.
+    ///
+    /// Up to `concurrency` polls run at once, and a source with more waiting goes to the back
+    /// of the queue as soon as its poll ends (read again, for the mark that poll moved): no
+    /// round waits for its slowest poll, so the sources still busy keep every slot, and the
+    /// store's single writer, fed. Reports are grouped by tenant and source, each source's in
+    /// the order its polls ran.
     pub async fn poll_until_idle(&self, max_rounds: usize) -> Result<Vec<PollReport>, EngineError> {
+        let max_rounds = max_rounds.max(1);
+        let concurrency = self.inner.opts.concurrency.max(1);
+        let mut queue: VecDeque<(SourceRecord, usize)> = self
+            .select_sources(None, None)
+            .await?
+            .into_iter()
+            .map(|s| (s, 1))
+            .collect();
+        let mut running = JoinSet::new();
         let mut all = Vec::new();
-        let mut sources = self.select_sources(None, None).await?;
-        for _ in 0..max_rounds.max(1) {
-            if sources.is_empty() {
-                break;
+        let mut failed = None;
+        loop {
+            while failed.is_none() && running.len() < concurrency {
+                let Some((src, round)) = queue.pop_front() else {
+                    break;
+                };
+                let engine = self.clone();
+                running.spawn(async move {
+                    let report = engine.poll_claimed(&src).await;
+                    (src.id, round, report)
+                });
             }
-            let reports = self.poll_many(sources).await;
-            let again: HashSet<(String, String)> = reports
-                .iter()
-                .filter(|r| r.has_more())
-                .map(|r| (r.tenant.clone(), r.source.clone()))
-                .collect();
-            all.extend(reports);
-            sources = self
-                .select_sources(None, None)
-                .await?
-                .into_iter()
-                .filter(|s| again.contains(&(s.tenant.clone(), s.name.clone())))
-                .collect();
+            let Some(joined) = running.join_next().await else {
+                break;
+            };
+            let (id, round, report) = match joined {
+                Ok(done) => done,
+                Err(e) => {
+                    tracing::error!(error = %e, "a poll task panicked");
+                    continue;
+                }
+            };
+            if report.has_more() && round < max_rounds && failed.is_none() {
+                // A source removed meanwhile is not found, and drops out.
+                match self.inner.store.source_by_id(id).await {
+                    Ok(Some(src)) => queue.push_back((src, round + 1)),
+                    Ok(None) => {}
+                    // The polls still running finish first; none is cut off mid-page.
+                    Err(e) => failed = Some(e),
+                }
+            }
+            all.push(report);
         }
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        all.sort_by(|a, b| (&a.tenant, &a.source).cmp(&(&b.tenant, &b.source)));
         Ok(all)
     }
 
@@ -418,6 +456,7 @@ impl Engine {
             .instrument(span)
             .await;
         report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.note_backlog(src.id, result.is_ok() && report.has_more());
         let error = match result {
             Ok(()) => None,
             Err(Failure::LeaseLost) => {
@@ -502,6 +541,24 @@ impl Engine {
         }
     }
 
+    /// Whether the last poll of this source in this process left more waiting.
+    fn expects_backlog(&self, source_id: i64) -> bool {
+        self.inner
+            .backlogged
+            .lock()
+            .is_ok_and(|set| set.contains(&source_id))
+    }
+
+    fn note_backlog(&self, source_id: i64, more: bool) {
+        if let Ok(mut set) = self.inner.backlogged.lock() {
+            if more {
+                set.insert(source_id);
+            } else {
+                set.remove(&source_id);
+            }
+        }
+    }
+
     async fn poll_source_inner(
         &self,
         src: &SourceRecord,
@@ -514,6 +571,7 @@ impl Engine {
                 &se,
                 &client,
                 self.inner.opts.poll_budget,
+                self.expects_backlog(src.id),
                 report,
             )
             .await

@@ -8,6 +8,13 @@
 //! list and shift every offset by the number that arrived; each answer's `total` tells how many,
 //! and the walk shifts its offset to match, so nothing is skipped (at worst a record is read
 //! twice and the finding key drops it).
+//!
+//! The first request, at offset 0, is what tells the walk the window's size (`total`). When
+//! the window fits in one page that answer is the whole poll; when it does not, its events are
+//! the newest, which this poll stores last if at all. So a poll that follows one which stopped
+//! at its cap (a backlog being worked through, where every poll stores its oldest page and
+//! stops) asks for one event only: the vendor sends, and the API client's hourly request
+//! budget pays for, no page that is thrown away.
 
 use crate::settings::{PollSettings, SecureEndpointSettings};
 use serde::Serialize;
@@ -125,6 +132,7 @@ pub(crate) async fn poll_secure_endpoint(
     settings: &SecureEndpointSettings,
     client: &SecureEndpointClient,
     budget: Duration,
+    expect_backlog: bool,
     report: &mut PollReport,
 ) -> Result<(), PollError> {
     let started = Instant::now();
@@ -135,15 +143,18 @@ pub(crate) async fn poll_secure_endpoint(
     let limit = settings.page_size;
     let cap = settings.poll.cap_per_run;
 
-    let first = client.events_page(&query, 0, limit).await?;
+    // A backlog is expected: one event is enough to learn the window's size.
+    let first_limit = if expect_backlog { 1 } else { limit };
+    let first = client.events_page(&query, 0, first_limit).await?;
     report.pages += 1;
     if !first.has_next {
-        // The whole window fits in one page.
+        // The whole window is in this answer.
         store_page(store, source, first, cap, report).await?;
         return Ok(());
     }
 
-    // Several pages: walk from the oldest one toward the newest.
+    // Several pages, or more than the probe: walk from the oldest page toward the newest (a
+    // window that fits in one page after all is read whole at offset 0).
     let limit64 = u64::from(limit);
     let mut total = first.total;
     let mut offset = total.saturating_sub(limit64);

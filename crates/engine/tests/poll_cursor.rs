@@ -86,6 +86,43 @@ async fn the_cap_defers_the_rest_to_the_next_run_without_skipping() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_worked_through_without_reading_pages_it_does_not_store() {
+    // No overlap: what a poll reads again is only the mark's own second (the window starts
+    // at a whole second), a few events, so the oldest page of the window holds the 80 new
+    // findings the cap lets each poll store.
+    let (sim, engine, _dir) =
+        setup(3000, "page_size = 100\ncap_per_run = 80\noverlap = \"0s\"").await;
+    let t = tenant(&sim);
+    let expected = sim.counters().secure_endpoint.tenants[&t].events_high_priority;
+    assert!(
+        expected > 1000,
+        "a backlog of many capped polls: {expected}"
+    );
+
+    let reports = engine.poll_until_idle(1000).await.unwrap();
+    assert!(reports.iter().all(|r| r.error.is_none()), "{reports:?}");
+    assert!(
+        reports.len() >= 10,
+        "the cap split the backlog: {} polls",
+        reports.len()
+    );
+    let counts = engine.store().counts(Some(&t)).await.unwrap();
+    assert_eq!(counts.findings as u64, expected, "everything stored once");
+
+    // Each capped poll reads one event to learn the window's size, then its oldest page:
+    // about 101 records sent for 80 stored. Reading the newest page first, as a poll must
+    // when it does not know of the backlog, would double that.
+    let c = &sim.counters().secure_endpoint.tenants[&t];
+    assert_eq!(c.served_distinct_high_priority, expected);
+    assert!(
+        c.records_served * 10 < expected * 16,
+        "{} records sent for a backlog of {expected} ({} polls)",
+        c.records_served,
+        reports.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_arriving_during_a_multi_page_walk_are_not_lost() {
     let (sim, engine, _dir) = setup(300, "page_size = 10").await;
     let t = tenant(&sim);

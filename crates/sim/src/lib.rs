@@ -340,6 +340,10 @@ pub struct TenantCounters {
     pub served_distinct_high_priority: u64,
     /// Distinct malformed records delivered in a whole answer.
     pub malformed_served_distinct: u64,
+    /// Records in `/v1/events` answers delivered whole, each time one was sent (a record in
+    /// two answers counts twice): what the pollers made the vendor send.
+    #[serde(default)]
+    pub records_served: u64,
     /// Accepted isolation starts (PUT answered 200).
     pub isolation_start: u64,
     /// Accepted isolation stops (DELETE answered 200).

@@ -601,6 +601,7 @@ impl Tenant {
     /// Records that these events were in an answer delivered whole.
     pub fn mark_served(&mut self, events: &[(u64, bool, bool)]) {
         let now = SystemTime::now();
+        self.counters.records_served += events.len() as u64;
         for &(seq, high_priority, malformed) in events {
             if let std::collections::hash_map::Entry::Vacant(v) = self.served.entry(seq) {
                 v.insert(now);

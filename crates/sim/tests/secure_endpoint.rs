@@ -1319,6 +1319,7 @@ async fn counters_have_the_documented_json_shape() {
             "served_distinct",
             "served_distinct_high_priority",
             "malformed_served_distinct",
+            "records_served",
             "isolation_start",
             "isolation_stop",
             "group_moves",
