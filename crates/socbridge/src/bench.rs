@@ -732,12 +732,13 @@ async fn raw_insert(db: &Db, path: &Path, upto: i64) -> anyhow::Result<RawInsert
             std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
         }
     }
-    // The store's settings: WAL, synchronous NORMAL.
+    // The store's settings: WAL, synchronous NORMAL, the file read through a memory map.
     let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
         .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
         .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+        .pragma("mmap_size", socbridge_store::SQLITE_MMAP_BYTES.to_string())
         .connect()
         .await
         .with_context(|| format!("cannot create {}", path.display()))?;

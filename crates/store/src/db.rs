@@ -66,8 +66,10 @@ impl Writer {
                 conn.execute_batch(&format!(
                     "PRAGMA synchronous = NORMAL;
                      PRAGMA foreign_keys = ON;
-                     PRAGMA wal_autocheckpoint = {};",
-                    crate::SQLITE_WAL_AUTOCHECKPOINT_PAGES
+                     PRAGMA wal_autocheckpoint = {};
+                     PRAGMA mmap_size = {};",
+                    crate::SQLITE_WAL_AUTOCHECKPOINT_PAGES,
+                    crate::SQLITE_MMAP_BYTES
                 ))?;
                 conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
                 Ok(conn)
