@@ -14,7 +14,8 @@
 //! the newest, which this poll stores last if at all. So a poll that follows one which stopped
 //! at its cap (a backlog being worked through, where every poll stores its oldest page and
 //! stops) asks for one event only: the vendor sends, and the API client's hourly request
-//! budget pays for, no page that is thrown away.
+//! budget pays for, no page that is thrown away. For the same reason the walk's later pages
+//! ask for no more events than the cap still admits.
 
 use crate::settings::{PollSettings, SecureEndpointSettings};
 use serde::Serialize;
@@ -154,16 +155,19 @@ pub(crate) async fn poll_secure_endpoint(
     }
 
     // Several pages, or more than the probe: walk from the oldest page toward the newest (a
-    // window that fits in one page after all is read whole at offset 0).
-    let limit64 = u64::from(limit);
+    // window that fits in one page after all is read whole at offset 0). The walk starts with
+    // whole pages (the overlap's events, stored before, do not count against the cap); once
+    // it has stored some, each page asks for no more than the cap still admits, so a capped
+    // poll reads no event past the one it stops at.
+    let mut want = limit;
     let mut total = first.total;
-    let mut offset = total.saturating_sub(limit64);
+    let mut offset = total.saturating_sub(u64::from(want));
     loop {
         if started.elapsed() >= budget {
             report.budget_exhausted = true;
             return Ok(());
         }
-        let page = client.events_page(&query, offset, limit).await?;
+        let page = client.events_page(&query, offset, want).await?;
         report.pages += 1;
         if page.total > total {
             // Events arrived at the top since `total` was read: everything moved down by that
@@ -177,14 +181,22 @@ pub(crate) async fn poll_secure_endpoint(
             // walk from the oldest page of what is there now. Already stored ones are dropped
             // by their key.
             total = page.total;
-            offset = total.saturating_sub(limit64).min(offset);
+            offset = total.saturating_sub(u64::from(want)).min(offset);
             continue;
         }
         store_page(store, source, page, cap, report).await?;
+        if offset > 0 && report.new_findings >= cap {
+            // The page held just what the cap admitted: newer pages wait for the next run.
+            report.cap_reached = true;
+        }
         if report.cap_reached || offset == 0 {
             return Ok(());
         }
-        offset = offset.saturating_sub(limit64);
+        // The events just newer than this page: [offset - want, offset).
+        let admits = cap.saturating_sub(report.new_findings).max(1);
+        want = u32::try_from(admits).map_or(limit, |a| a.min(limit));
+        want = u32::try_from(offset).map_or(want, |o| o.min(want));
+        offset -= u64::from(want);
     }
 }
 

@@ -123,6 +123,39 @@ async fn a_backlog_is_worked_through_without_reading_pages_it_does_not_store() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_poll_reads_no_event_past_the_one_it_stops_at() {
+    // The shipped shape: the cap is one page, and the 2-minute overlap puts events stored
+    // before at the start of every capped poll's window (3,000 events over the emulator's
+    // 8 minutes: about 550 of them), so the poll walks past them and needs part of a last
+    // page to fill its cap.
+    let (sim, engine, _dir) = setup(3000, "page_size = 100\ncap_per_run = 100").await;
+    let t = tenant(&sim);
+    let expected = sim.counters().secure_endpoint.tenants[&t].events_high_priority;
+
+    let reports = engine.poll_until_idle(1000).await.unwrap();
+    assert!(reports.iter().all(|r| r.error.is_none()), "{reports:?}");
+    let counts = engine.store().counts(Some(&t)).await.unwrap();
+    assert_eq!(counts.findings as u64, expected, "everything stored once");
+    let polls = reports.len() as u64;
+    assert!(polls >= 20, "the cap split the backlog: {polls} polls");
+
+    // Every record the emulator sent was walked (stored, or found stored in the overlap),
+    // but for each poll's one-event probe and the first poll's newest page, read before the
+    // backlog was known. Reading whole pages past the cap sent about 65 more per poll.
+    let walked: u64 = reports
+        .iter()
+        .map(|r| (r.new_findings + r.duplicates) as u64)
+        .sum();
+    let c = &sim.counters().secure_endpoint.tenants[&t];
+    assert_eq!(c.served_distinct_high_priority, expected);
+    assert!(
+        c.records_served <= walked + polls + 100,
+        "{} records sent, {walked} walked, over {polls} polls",
+        c.records_served
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_arriving_during_a_multi_page_walk_are_not_lost() {
     let (sim, engine, _dir) = setup(300, "page_size = 10").await;
     let t = tenant(&sim);
