@@ -171,6 +171,9 @@ struct ThroughputFigures {
     events_high_priority: u64,
     /// Distinct high-priority events the emulator delivered (its own counter).
     served: u64,
+    /// Records the emulator sent during phase 1, a record sent twice counting twice: what the
+    /// polls read again (the overlap, the probes) on top of `served`.
+    records_served: u64,
     /// Findings committed by phase 1 (must equal `served`).
     findings: i64,
     incidents: i64,
@@ -255,11 +258,12 @@ fn print_table(f: &Figures) {
         Figures::Throughput(t) => {
             println!("socbridge bench ({}, {} tenants)", t.database, t.tenants);
             println!(
-                "  end to end:      {} findings in {:.2} s = {:.0} findings/s (emulator served {}; {})",
+                "  end to end:      {} findings in {:.2} s = {:.0} findings/s (emulator served {} in {} records; {})",
                 t.findings,
                 t.seconds,
                 t.findings_per_second,
                 t.served,
+                t.records_served,
                 if t.findings >= 0 && t.findings as u64 == t.served {
                     "all stored"
                 } else {
@@ -466,13 +470,13 @@ async fn throughput_on(
         );
     }
     let counts = store.counts(None).await?;
-    let served: u64 = sim
-        .counters()
-        .secure_endpoint
+    let se = sim.counters().secure_endpoint;
+    let served: u64 = se
         .tenants
         .values()
         .map(|t| t.served_distinct_high_priority)
         .sum();
+    let records_served: u64 = se.tenants.values().map(|t| t.records_served).sum();
     eprintln!(
         "bench: phase 1: {} findings stored in {seconds:.2} s; finishing the tickets",
         counts.findings
@@ -506,6 +510,7 @@ async fn throughput_on(
         events,
         events_high_priority,
         served,
+        records_served,
         findings: counts.findings,
         incidents: counts.incidents,
         tickets,

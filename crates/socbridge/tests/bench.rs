@@ -52,6 +52,8 @@ async fn bench_stores_every_served_event_and_times_tickets_and_the_raw_insert() 
     assert!(served > 0, "{f}");
     assert_eq!(f["served"], f["events_high_priority"], "{f}");
     assert_eq!(f["findings"].as_u64(), Some(served), "{f}");
+    // Records sent, re-reads included: at least every event once.
+    assert!(f["records_served"].as_u64().unwrap() >= served, "{f}");
     assert!(f["incidents"].as_u64().unwrap() > 0, "{f}");
     assert_eq!(f["tickets"], f["incidents"], "{f}");
     // The raw insert wrote exactly the rows phase 1 stored.
