@@ -192,10 +192,11 @@ pub(crate) async fn poll_secure_endpoint(
         if report.cap_reached || offset == 0 {
             return Ok(());
         }
-        // The events just newer than this page: [offset - want, offset).
-        let admits = cap.saturating_sub(report.new_findings).max(1);
-        want = u32::try_from(admits).map_or(limit, |a| a.min(limit));
-        want = u32::try_from(offset).map_or(want, |o| o.min(want));
+        // The events just newer than this page, [offset - want, offset): no more than a page,
+        // than the cap admits (at least one: a page that reached it ended the walk above) or
+        // than are left.
+        let admits = u64::try_from(cap.saturating_sub(report.new_findings)).unwrap_or(u64::MAX);
+        want = u32::try_from(admits.min(offset)).map_or(limit, |n| n.min(limit));
         offset -= u64::from(want);
     }
 }
